@@ -1,0 +1,22 @@
+# The two commands a newcomer needs: `make demo` runs a workflow, `make test` runs every test.
+# One target directory for the workspace, outside the clone so checkouts share builds.
+export CARGO_TARGET_DIR ?= /var/tmp/orca-target
+CARGO ?= cargo
+BIN := $(CARGO_TARGET_DIR)/debug
+
+.PHONY: demo test build lint
+
+build:
+	$(CARGO) build --workspace --bins
+
+# Starts the example services on a free loopback port, runs the order saga against them on
+# the embedded SQLite store (under .orca/), then stops the services.
+demo: build
+	@bash examples/demo.sh "$(BIN)"
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: lint build
+	$(CARGO) test --workspace

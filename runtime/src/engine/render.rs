@@ -1,0 +1,186 @@
+//! Turning templates into concrete requests and outputs, from an execution's data.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value as Json, json};
+
+use crate::expr::{Scope, is_cel_identifier};
+use crate::invoke::{HttpRequest, Request};
+use crate::plan::{Call, NodeId, Plan};
+
+use super::{Execution, StepStatus};
+
+/// Everything but RFC 3986's unreserved characters is escaped in a computed path segment or
+/// query value, so a value can never add path segments or query parameters of its own.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn encode(text: &str) -> String {
+    utf8_percent_encode(text, COMPONENT).to_string()
+}
+
+impl Execution {
+    /// The variables expressions see: `input`, `execution`, `steps.<name>` (status, headers,
+    /// body), and each step's result by name and, for numbered steps, as `stepN`.
+    pub(crate) fn scope(&self, plan: &Plan) -> Scope {
+        let mut scope = Scope::new();
+        scope.set("input", self.input.clone());
+        scope.set(
+            "execution",
+            json!({"id": self.id, "workflow": self.workflow_id}),
+        );
+        let mut steps = Map::new();
+        for (node, run) in plan.nodes.iter().zip(&self.steps) {
+            if node.internal {
+                continue;
+            }
+            let result = match run.status {
+                StepStatus::Completed => run.result.clone().unwrap_or(Json::Null),
+                _ => Json::Null,
+            };
+            let mut entry = Map::new();
+            entry.insert("state".into(), json!(step_status_text(run.status)));
+            if let Some(response) = &run.response {
+                entry.insert("status".into(), json!(response.status));
+                entry.insert("headers".into(), json!(response.headers));
+            }
+            entry.insert("body".into(), result.clone());
+            steps.insert(node.name.clone(), Json::Object(entry));
+            if is_cel_identifier(&node.name) {
+                scope.set(node.name.clone(), result.clone());
+            }
+            if let Some(n) = node.step_number {
+                scope.set(format!("step{n}"), result);
+            }
+        }
+        scope.set("steps", Json::Object(steps));
+        scope
+    }
+
+    /// Renders a step's call. The idempotency key is the same for every attempt of this visit.
+    pub(crate) fn render_call(
+        &self,
+        plan: &Plan,
+        i: NodeId,
+        call: &Call,
+    ) -> Result<Request, String> {
+        let node = plan.node(i);
+        let visits = self.steps[i].visits;
+        let key = if visits > 1 {
+            format!("{}:{}:{visits}", self.id, node.name)
+        } else {
+            format!("{}:{}", self.id, node.name)
+        };
+        self.render_request(plan, call, node.timeout.as_millis() as u64, key)
+    }
+
+    pub(crate) fn render_compensation(&self, plan: &Plan, k: usize) -> Result<Request, String> {
+        let node = plan.node(self.compensations[k].node);
+        let call = node
+            .compensation
+            .as_ref()
+            .expect("only steps with a compensation are compensated");
+        let key = format!("{}:{}:compensate", self.id, node.name);
+        self.render_request(plan, call, node.timeout.as_millis() as u64, key)
+    }
+
+    fn render_request(
+        &self,
+        plan: &Plan,
+        call: &Call,
+        timeout_ms: u64,
+        idempotency_key: String,
+    ) -> Result<Request, String> {
+        let scope = self.scope(plan);
+        let base = self
+            .services
+            .get(&call.service)
+            .cloned()
+            .unwrap_or_else(|| format!("http://{}", call.service));
+        let path = call
+            .endpoint
+            .render(&scope, encode)
+            .map_err(|e| format!("endpoint: {e}"))?;
+        let mut url = format!("{}{path}", base.trim_end_matches('/'));
+        for (n, (name, value)) in call.query.iter().enumerate() {
+            let value = value
+                .render(&scope, str::to_string)
+                .map_err(|e| format!("query `{name}`: {e}"))?;
+            let separator = if n == 0 && !url.contains('?') {
+                '?'
+            } else {
+                '&'
+            };
+            url.push(separator);
+            url.push_str(&encode(name));
+            url.push('=');
+            url.push_str(&encode(&value));
+        }
+        let headers = call
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = value
+                    .render(&scope, str::to_string)
+                    .map_err(|e| format!("header `{name}`: {e}"))?;
+                Ok((name.clone(), value))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let body = match &call.body {
+            Some(template) => Some(template.render(&scope).map_err(|e| format!("body: {e}"))?),
+            // Without a body, a method that carries one sends the execution input.
+            None if matches!(call.method.as_str(), "POST" | "PUT" | "PATCH") => {
+                Some(self.input.clone())
+            }
+            None => None,
+        };
+        Ok(Request::Http(HttpRequest {
+            method: call.method.clone(),
+            url,
+            headers,
+            body,
+            timeout_ms,
+            idempotency_key,
+        }))
+    }
+
+    /// The execution's output: `spec.output` when given, else every result by step name.
+    pub(crate) fn render_output(&self, plan: &Plan) -> Result<Json, String> {
+        if plan.output.is_empty() {
+            let results = plan
+                .nodes
+                .iter()
+                .zip(&self.steps)
+                .filter(|(node, run)| !node.internal && run.status == StepStatus::Completed)
+                .filter_map(|(node, run)| Some((node.name.clone(), run.result.clone()?)))
+                .collect();
+            return Ok(Json::Object(results));
+        }
+        let scope = self.scope(plan);
+        plan.output
+            .iter()
+            .map(|(name, expr)| {
+                let value = expr
+                    .eval(&scope)
+                    .map_err(|e| format!("output `{name}`: {e}"))?;
+                Ok((name.clone(), value))
+            })
+            .collect::<Result<Map<_, _>, String>>()
+            .map(Json::Object)
+    }
+}
+
+fn step_status_text(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending => "pending",
+        StepStatus::Running => "running",
+        StepStatus::Retrying => "retrying",
+        StepStatus::Waiting => "waiting",
+        StepStatus::Completed => "completed",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Failed => "failed",
+        StepStatus::Cancelled => "cancelled",
+    }
+}

@@ -1,0 +1,299 @@
+//! The execution record: everything needed to report on an execution and to resume it.
+
+use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::invoke::{Failure, FailureKind, Request, Response};
+use crate::plan::{NodeId, Plan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    /// A step failed; the completed steps are being undone.
+    Compensating,
+    Completed,
+    /// A step failed and nothing needed undoing.
+    Failed,
+    /// A step failed and every completed step with a compensation was undone.
+    Compensated,
+    /// A step failed and some compensation failed too (the error names which).
+    CompensationFailed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Compensating => "compensating",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Compensated => "compensated",
+            Status::CompensationFailed => "compensation_failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Running | Status::Compensating)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    /// Failed; waiting for the next attempt.
+    Retrying,
+    /// A `wait` state's timer is armed.
+    Waiting,
+    Completed,
+    Skipped,
+    Failed,
+    /// Stopped because another step failed.
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Running | StepStatus::Retrying | StepStatus::Waiting
+        )
+    }
+}
+
+/// One execution of one workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: String,
+    pub workflow_id: String,
+    pub status: Status,
+    pub input: Json,
+    /// Service name to base URL, fixed when the execution started.
+    pub services: BTreeMap<String, String>,
+    /// One entry per plan node, in plan order.
+    pub steps: Vec<StepRun>,
+    /// The steps that are running, retrying or waiting now.
+    pub current: Vec<String>,
+    /// Nodes in the order they completed; compensation runs in reverse.
+    pub completion_order: Vec<NodeId>,
+    pub compensations: Vec<Compensation>,
+    pub output: Option<Json>,
+    /// What made the execution fail, once it has.
+    pub failure: Option<String>,
+    /// The final error shown to the user (the failure, plus what could not be undone).
+    pub error: Option<String>,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+    /// Requests sent, retries and resumed calls included.
+    pub api_calls: u32,
+    pub resumes: u32,
+}
+
+/// The progress of one call: a step's or a compensation's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub status: StepStatus,
+    pub attempts: Vec<Attempt>,
+    /// The rendered request, reused by every attempt and by a resumed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+}
+
+impl Run {
+    fn new() -> Self {
+        Run {
+            status: StepStatus::Pending,
+            attempts: Vec::new(),
+            request: None,
+            timer_at_ms: None,
+            error: None,
+            started_at_ms: None,
+            ended_at_ms: None,
+        }
+    }
+
+    /// Whether an outcome for `attempt` is the one this run is waiting for.
+    pub(crate) fn is_current(&self, status: StepStatus, attempt: u32) -> bool {
+        self.status == status && self.attempts.len() as u32 == attempt
+    }
+
+    pub(crate) fn finish_attempt(&mut self, now_ms: u64, outcome: Outcome) {
+        if let Some(last) = self.attempts.last_mut() {
+            last.ended_at_ms = Some(now_ms);
+            last.outcome = Some(outcome);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRun {
+    pub name: String,
+    /// Created by compilation (a parallel state's fork), not written by the user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(flatten)]
+    pub run: Run,
+    /// How many times the node has started (more than once only in state-machine loops).
+    pub visits: u32,
+    /// The parsed response body, or a pass state's value, or a parallel state's branch results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Json>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseMeta>,
+    /// The choice state's pick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<NodeId>,
+    /// Signalled and waiting for its join.
+    #[serde(default)]
+    pub armed: bool,
+    /// The predecessors that signalled since the node last started.
+    #[serde(default)]
+    pub signals: Vec<NodeId>,
+}
+
+impl Deref for StepRun {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.run
+    }
+}
+
+impl DerefMut for StepRun {
+    fn deref_mut(&mut self) -> &mut Run {
+        &mut self.run
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseMeta {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The undoing of one completed step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compensation {
+    pub node: NodeId,
+    /// The step being undone.
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(flatten)]
+    pub run: Run,
+}
+
+impl Compensation {
+    pub(crate) fn new(node: NodeId, plan: &Plan) -> Self {
+        Compensation {
+            node,
+            step: plan.node(node).name.clone(),
+            label: plan
+                .node(node)
+                .compensation
+                .as_ref()
+                .and_then(|c| c.label.clone()),
+            run: Run::new(),
+        }
+    }
+}
+
+impl Deref for Compensation {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.run
+    }
+}
+
+impl DerefMut for Compensation {
+    fn deref_mut(&mut self) -> &mut Run {
+        &mut self.run
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok { status: u16 },
+    Error { kind: FailureKind, message: String },
+}
+
+impl Outcome {
+    pub(crate) fn ok(response: &Response) -> Self {
+        Outcome::Ok {
+            status: response.status,
+        }
+    }
+
+    pub(crate) fn failed(failure: &Failure) -> Self {
+        Outcome::Error {
+            kind: failure.kind,
+            message: failure.message.clone(),
+        }
+    }
+}
+
+impl Execution {
+    pub(crate) fn new(
+        plan: &Plan,
+        id: String,
+        input: Json,
+        services: BTreeMap<String, String>,
+        now_ms: u64,
+    ) -> Self {
+        Execution {
+            id,
+            workflow_id: plan.workflow_id.clone(),
+            status: Status::Running,
+            input,
+            services,
+            steps: plan
+                .nodes
+                .iter()
+                .map(|n| StepRun {
+                    name: n.name.clone(),
+                    internal: n.internal,
+                    run: Run::new(),
+                    visits: 0,
+                    result: None,
+                    response: None,
+                    chosen: None,
+                    armed: false,
+                    signals: Vec::new(),
+                })
+                .collect(),
+            current: Vec::new(),
+            completion_order: Vec::new(),
+            compensations: Vec::new(),
+            output: None,
+            failure: None,
+            error: None,
+            started_at_ms: now_ms,
+            ended_at_ms: None,
+            api_calls: 0,
+            resumes: 0,
+        }
+    }
+}

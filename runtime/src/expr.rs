@@ -1,0 +1,439 @@
+//! Expressions: CEL for conditions and data mapping, and `${ … }` templates built on it.
+//!
+//! One small, side-effect-free language serves every place a workflow computes something
+//! (conditions, choice rules, request templates, outputs). Expressions compile when the
+//! definition loads, so a syntax error is a load error, and evaluate against a [`Scope`] of
+//! JSON values (`input`, `steps`, each result by name and `stepN`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+/// A compiled CEL expression with its source text (kept for messages).
+#[derive(Clone)]
+pub struct Expr {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+impl fmt::Debug for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+/// Why an expression could not be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("expression `{source_text}` failed: {message}")]
+pub struct EvalError {
+    pub source_text: String,
+    pub message: String,
+}
+
+impl Expr {
+    /// Compiles `source`; the error is the parser's message, suitable to show the user.
+    pub fn compile(source: &str) -> Result<Expr, String> {
+        let program = cel::Program::compile(source.trim()).map_err(|errors| {
+            // The parser's message carries its own "<input>:1:15:" prefix and a caret line;
+            // keep the description, which is what the user needs next to our file position.
+            let text = errors.to_string();
+            let first = text.lines().next().unwrap_or(&text);
+            first
+                .split_once("Syntax error: ")
+                .map(|(_, rest)| format!("syntax error: {rest}"))
+                .unwrap_or_else(|| first.trim_start_matches("ERROR: ").to_string())
+        })?;
+        Ok(Expr {
+            source: source.trim().to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The top-level variables the expression reads, so loading can reject unknown names.
+    pub fn variables(&self) -> Vec<String> {
+        self.program
+            .references()
+            .variables()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn eval(&self, scope: &Scope) -> Result<Json, EvalError> {
+        let mut context = cel::Context::default();
+        for (name, value) in &scope.variables {
+            if self.program.references().has_variable(name) {
+                context.add_variable_from_value(name.clone(), json_to_cel(value));
+            }
+        }
+        let value = self
+            .program
+            .execute(&context)
+            .map_err(|e| self.error(e.to_string()))?;
+        value
+            .json()
+            .map_err(|e| self.error(format!("result cannot be JSON: {e}")))
+    }
+
+    /// Evaluates a condition: anything but a boolean is an error, not a truthiness guess.
+    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, EvalError> {
+        match self.eval(scope)? {
+            Json::Bool(b) => Ok(b),
+            other => Err(self.error(format!("expected a boolean, got {other}"))),
+        }
+    }
+
+    fn error(&self, message: String) -> EvalError {
+        EvalError {
+            source_text: self.source.clone(),
+            message,
+        }
+    }
+}
+
+/// The variables an expression can read.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    variables: BTreeMap<String, Json>,
+}
+
+impl Scope {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set(&mut self, name: impl Into<String>, value: Json) {
+        self.variables.insert(name.into(), value);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.variables.get(name)
+    }
+}
+
+/// JSON to CEL, keeping integers as CEL `int` so that `step1.amount + 1` type-checks
+/// (the crate's generic conversion makes non-negative JSON integers `uint`).
+fn json_to_cel(value: &Json) -> cel::Value {
+    match value {
+        Json::Null => cel::Value::Null,
+        Json::Bool(b) => cel::Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => cel::Value::Int(i),
+            (None, Some(u)) => cel::Value::UInt(u),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Json::Array(items) => cel::Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Json::Object(fields) => {
+            let map: HashMap<cel::objects::Key, cel::Value> = fields
+                .iter()
+                .map(|(k, v)| (cel::objects::Key::from(k.clone()), json_to_cel(v)))
+                .collect();
+            cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// A string with `${ expr }` parts, and in endpoints also `{field}` placeholders taken from the
+/// execution input.
+#[derive(Debug, Clone)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Text(String),
+    Expr(Expr),
+    InputField(String),
+}
+
+impl Template {
+    /// Parses `text`. With `input_placeholders`, `{name}` is read from `input.name`.
+    pub fn parse(text: &str, input_placeholders: bool) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix("${") {
+                let end = expression_end(after)
+                    .ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
+                let source = &after[..end];
+                if source.trim().is_empty() {
+                    return Err(format!("empty `${{}}` in `{text}`"));
+                }
+                push_text(&mut parts, &mut literal);
+                parts.push(Part::Expr(Expr::compile(source)?));
+                rest = &after[end + 1..];
+            } else if input_placeholders && rest.starts_with('{') {
+                let close = rest.find('}');
+                let name = close.map(|c| &rest[1..c]);
+                match name {
+                    Some(name) if is_identifier(name) => {
+                        push_text(&mut parts, &mut literal);
+                        parts.push(Part::InputField(name.to_string()));
+                        rest = &rest[name.len() + 2..];
+                    }
+                    _ => {
+                        literal.push('{');
+                        rest = &rest[1..];
+                    }
+                }
+            } else {
+                let c = rest.chars().next().unwrap_or_default();
+                literal.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        push_text(&mut parts, &mut literal);
+        Ok(Template {
+            source: text.to_string(),
+            parts,
+        })
+    }
+
+    /// The text as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Every expression inside, for load-time checks of the names they use.
+    pub fn expressions(&self) -> impl Iterator<Item = &Expr> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Expr(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Text(_)))
+    }
+
+    /// Renders to a string; `encode` is applied to every computed piece (never to literal text).
+    pub fn render(&self, scope: &Scope, encode: fn(&str) -> String) -> Result<String, EvalError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(e) => out.push_str(&encode(&display(&e.eval(scope)?))),
+                Part::InputField(name) => {
+                    let value = scope
+                        .get("input")
+                        .and_then(|input| input.get(name))
+                        .ok_or_else(|| EvalError {
+                            source_text: format!("{{{name}}}"),
+                            message: format!("the execution input has no field `{name}`"),
+                        })?;
+                    out.push_str(&encode(&display(value)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders to JSON: a template that is exactly one `${ expr }` keeps the value's type.
+    pub fn render_json(&self, scope: &Scope) -> Result<Json, EvalError> {
+        if let [Part::Expr(e)] = self.parts.as_slice() {
+            return e.eval(scope);
+        }
+        self.render(scope, str::to_string).map(Json::String)
+    }
+}
+
+fn push_text(parts: &mut Vec<Part>, literal: &mut String) {
+    if !literal.is_empty() {
+        parts.push(Part::Text(std::mem::take(literal)));
+    }
+}
+
+/// The index of the `}` that closes a `${`, skipping braces nested in the expression and
+/// anything inside string literals.
+fn expression_end(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '{' => depth += 1,
+            '}' if depth == 0 => return Some(i),
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `name` can be used as a bare CEL variable.
+pub fn is_cel_identifier(name: &str) -> bool {
+    is_identifier(name)
+}
+
+/// A JSON value as text in a string template: strings without quotes, the rest as JSON.
+fn display(value: &Json) -> String {
+    match value {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON value with templates in its strings (request bodies, `pass` results).
+#[derive(Debug, Clone)]
+pub enum JsonTemplate {
+    Literal(Json),
+    Text(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    pub fn parse(value: &Json) -> Result<JsonTemplate, String> {
+        Ok(match value {
+            Json::String(s) => {
+                let template = Template::parse(s, false)?;
+                if template.is_literal() {
+                    JsonTemplate::Literal(value.clone())
+                } else {
+                    JsonTemplate::Text(template)
+                }
+            }
+            Json::Array(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .map(JsonTemplate::parse)
+                    .collect::<Result<_, _>>()?,
+            ),
+            Json::Object(fields) => JsonTemplate::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), JsonTemplate::parse(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => JsonTemplate::Literal(other.clone()),
+        })
+    }
+
+    pub fn expressions(&self) -> Vec<&Expr> {
+        match self {
+            JsonTemplate::Literal(_) => Vec::new(),
+            JsonTemplate::Text(t) => t.expressions().collect(),
+            JsonTemplate::Array(items) => items.iter().flat_map(|i| i.expressions()).collect(),
+            JsonTemplate::Object(fields) => {
+                fields.iter().flat_map(|(_, v)| v.expressions()).collect()
+            }
+        }
+    }
+
+    pub fn render(&self, scope: &Scope) -> Result<Json, EvalError> {
+        Ok(match self {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::Text(t) => t.render_json(scope)?,
+            JsonTemplate::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|i| i.render(scope))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonTemplate::Object(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.render(scope)?)))
+                    .collect::<Result<_, EvalError>>()?,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        let mut s = Scope::new();
+        s.set("input", json!({"id": "a/b 1", "n": 3}));
+        s.set("step1", json!({"amount": 1500, "tags": ["x"]}));
+        s
+    }
+
+    #[test]
+    fn seed_condition_compares_json_numbers() {
+        let e = Expr::compile("step1.amount > 1000").unwrap();
+        assert!(e.eval_bool(&scope()).unwrap());
+        let mut low = scope();
+        low.set("step1", json!({"amount": 999}));
+        assert!(!e.eval_bool(&low).unwrap());
+        assert_eq!(e.variables(), vec!["step1".to_string()]);
+    }
+
+    #[test]
+    fn integers_do_arithmetic_with_literals() {
+        let e = Expr::compile("step1.amount + 1").unwrap();
+        assert_eq!(e.eval(&scope()).unwrap(), json!(1501));
+    }
+
+    #[test]
+    fn missing_field_is_an_error_naming_the_expression() {
+        let e = Expr::compile("step1.missing > 1").unwrap();
+        let err = e.eval_bool(&scope()).unwrap_err();
+        assert!(err.to_string().contains("step1.missing > 1"), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn non_boolean_condition_is_an_error() {
+        let e = Expr::compile("step1.amount").unwrap();
+        assert!(e.eval_bool(&scope()).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_at_compile_time() {
+        let err = Expr::compile("step1.amount >").unwrap_err();
+        assert!(err.starts_with("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn templates_mix_text_expressions_and_input_placeholders() {
+        let t = Template::parse("/orders/{id}/n/${ input.n * 2 }", true).unwrap();
+        let encoded = t.render(&scope(), |s| s.replace(' ', "%20")).unwrap();
+        assert_eq!(encoded, "/orders/a/b%201/n/6");
+        let t = Template::parse("${ {'a': 1}.a }", false).unwrap();
+        assert_eq!(t.render_json(&scope()).unwrap(), json!(1));
+        assert!(Template::parse("${ input.n ", false).is_err());
+        let missing = Template::parse("/x/{nope}", true).unwrap();
+        assert!(missing.render(&scope(), str::to_string).is_err());
+    }
+
+    #[test]
+    fn json_templates_keep_types_of_whole_expressions() {
+        let t = JsonTemplate::parse(&json!({"amount": "${step1.amount}", "note": "n=${input.n}", "k": [1, "${step1.tags}"]})).unwrap();
+        assert_eq!(
+            t.render(&scope()).unwrap(),
+            json!({"amount": 1500, "note": "n=3", "k": [1, ["x"]]})
+        );
+    }
+}

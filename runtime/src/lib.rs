@@ -1,0 +1,14 @@
+//! Orca's runtime: workflow definitions, the engine that runs them, and the pieces it drives.
+
+pub mod definition;
+pub mod engine;
+pub mod expr;
+pub mod http;
+pub mod invoke;
+pub mod plan;
+pub mod progress;
+pub mod retry;
+pub mod runner;
+pub mod services;
+pub mod store;
+pub mod view;

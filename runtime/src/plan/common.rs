@@ -1,0 +1,470 @@
+//! Compilation steps shared by orchestrations and state machines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::definition::{
+    DefinitionSet, DocPosition, Document, Kind, LoadError, RetrySpec, Text, closest,
+};
+use crate::expr::{Expr, JsonTemplate, Template, is_cel_identifier};
+use crate::retry::{RetryOn, RetryPolicy, Strategy};
+
+use super::Call;
+
+/// Variables every expression may read besides the steps' results.
+pub(super) const BUILTIN_VARIABLES: [&str; 3] = ["input", "steps", "execution"];
+
+/// Compiles an expression and checks that it reads only variables that exist.
+pub(super) fn expression(
+    pos: &DocPosition,
+    text: &Text,
+    field: &str,
+    known: &BTreeSet<String>,
+) -> Result<Expr, LoadError> {
+    let expr = Expr::compile(&text.value).map_err(|m| pos.error_at(text, field, m))?;
+    check_variables(pos, text, field, &expr, known)?;
+    Ok(expr)
+}
+
+fn check_variables(
+    pos: &DocPosition,
+    text: &Text,
+    field: &str,
+    expr: &Expr,
+    known: &BTreeSet<String>,
+) -> Result<(), LoadError> {
+    for variable in expr.variables() {
+        if !known.contains(&variable) {
+            let hint = match closest(&variable, known.iter().map(String::as_str)) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!(
+                    "an expression can read: {}",
+                    known.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            return Err(pos
+                .error_at(
+                    text,
+                    field,
+                    format!(
+                        "`{}` reads `{variable}`, which is not defined",
+                        expr.source()
+                    ),
+                )
+                .with_hint(hint));
+        }
+    }
+    Ok(())
+}
+
+/// Compiles a `${ … }` template and checks its variables.
+pub(super) fn template(
+    pos: &DocPosition,
+    text: &Text,
+    field: &str,
+    input_placeholders: bool,
+    known: &BTreeSet<String>,
+) -> Result<Template, LoadError> {
+    let template = Template::parse(&text.value, input_placeholders)
+        .map_err(|m| pos.error_at(text, field, m))?;
+    for expr in template.expressions() {
+        check_variables(pos, text, field, expr, known)?;
+    }
+    Ok(template)
+}
+
+/// The variables a workflow's expressions may read, given its node names and step numbers.
+pub(super) fn known_variables<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    step_numbers: impl IntoIterator<Item = u32>,
+) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = BUILTIN_VARIABLES.iter().map(|s| s.to_string()).collect();
+    known.extend(
+        names
+            .into_iter()
+            .filter(|n| is_cel_identifier(n))
+            .map(str::to_string),
+    );
+    known.extend(step_numbers.into_iter().map(|n| format!("step{n}")));
+    known
+}
+
+/// A node name must be unique and must not shadow a built-in variable.
+pub(super) fn check_name(
+    pos: &DocPosition,
+    name: &Text,
+    field: &str,
+    seen: &mut BTreeMap<String, u64>,
+) -> Result<(), LoadError> {
+    if name.value.trim().is_empty() {
+        return Err(pos.error_at(name, field, "a name cannot be empty"));
+    }
+    if BUILTIN_VARIABLES.contains(&name.value.as_str()) {
+        return Err(pos
+            .error_at(name, field, format!("`{}` is reserved", name.value))
+            .with_hint("expressions use this name for something else; pick another"));
+    }
+    if let Some(line) = seen.insert(name.value.clone(), name.referenced.line() + pos.line_offset) {
+        return Err(pos
+            .error_at(
+                name,
+                field,
+                format!("`{}` is already used at line {line}", name.value),
+            )
+            .with_hint("names must be unique within a workflow"));
+    }
+    Ok(())
+}
+
+/// Parses `30s`, `1m30s`, `250ms`, `24h`.
+pub(super) fn duration(pos: &DocPosition, text: &Text, field: &str) -> Result<Duration, LoadError> {
+    humantime::parse_duration(text.value.trim()).map_err(|e| {
+        pos.error_at(
+            text,
+            field,
+            format!("`{}` is not a duration: {e}", text.value),
+        )
+        .with_hint("write a number with a unit, like `500ms`, `10s` or `24h`")
+    })
+}
+
+/// Picks a node's retry policy: inline `retry`, then `retryPolicy` by name, then the workflow's
+/// own, then the only `RetryPolicy` loaded alongside the workflow, else none.
+pub(super) struct RetryDefaults {
+    pub(super) workflow: Arc<RetryPolicy>,
+}
+
+impl RetryDefaults {
+    pub(super) fn new(
+        set: &DefinitionSet,
+        pos: &DocPosition,
+        inline: &Option<Spanned<RetrySpec>>,
+        by_name: &Option<Text>,
+    ) -> Result<Self, LoadError> {
+        let workflow = match resolve(set, pos, inline, by_name, "spec")? {
+            Some(p) => p,
+            None => {
+                let mut policies = set.of_kind(Kind::RetryPolicy);
+                match (policies.next(), policies.next()) {
+                    (Some(only), None) => Arc::new(named_policy(only)?),
+                    _ => Arc::new(RetryPolicy::none()),
+                }
+            }
+        };
+        Ok(RetryDefaults { workflow })
+    }
+
+    pub(super) fn for_node(
+        &self,
+        set: &DefinitionSet,
+        pos: &DocPosition,
+        inline: &Option<Spanned<RetrySpec>>,
+        by_name: &Option<Text>,
+        field: &str,
+    ) -> Result<Arc<RetryPolicy>, LoadError> {
+        Ok(resolve(set, pos, inline, by_name, field)?.unwrap_or_else(|| self.workflow.clone()))
+    }
+}
+
+fn resolve(
+    set: &DefinitionSet,
+    pos: &DocPosition,
+    inline: &Option<Spanned<RetrySpec>>,
+    by_name: &Option<Text>,
+    field: &str,
+) -> Result<Option<Arc<RetryPolicy>>, LoadError> {
+    match (inline, by_name) {
+        (Some(_), Some(name)) => Err(pos
+            .error_at(
+                name,
+                format!("{field}.retryPolicy"),
+                "both `retry` and `retryPolicy` are set",
+            )
+            .with_hint(
+                "keep one: `retry` for an inline policy, `retryPolicy` to name a RetryPolicy",
+            )),
+        (Some(spec), None) => Ok(Some(Arc::new(retry_policy(
+            pos,
+            &spec.value,
+            None,
+            &format!("{field}.retry"),
+        )?))),
+        (None, Some(name)) => {
+            let found = set
+                .of_kind(Kind::RetryPolicy)
+                .find(|d| d.name == name.value)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        set.of_kind(Kind::RetryPolicy).map(|d| d.name.as_str()).collect();
+                    let hint = match closest(&name.value, names.iter().copied()) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None if names.is_empty() => {
+                            "no RetryPolicy is loaded: pass its file too (orca run workflow.yaml policies.yaml)".to_string()
+                        }
+                        None => format!("loaded retry policies: {}", names.join(", ")),
+                    };
+                    pos.error_at(
+                        name,
+                        format!("{field}.retryPolicy"),
+                        format!("unknown retry policy `{}`", name.value),
+                    )
+                    .with_hint(hint)
+                })?;
+            Ok(Some(Arc::new(named_policy(found)?)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn named_policy(doc: &crate::definition::LoadedDocument) -> Result<RetryPolicy, LoadError> {
+    match &doc.document {
+        Document::RetryPolicy(m) => {
+            retry_policy(&doc.position, &m.spec, Some(doc.name.clone()), "spec")
+        }
+        _ => unreachable!("of_kind(RetryPolicy) yields RetryPolicy documents"),
+    }
+}
+
+/// Turns a `RetryPolicy` spec into a policy, checking every value.
+pub(super) fn retry_policy(
+    pos: &DocPosition,
+    spec: &RetrySpec,
+    name: Option<String>,
+    field: &str,
+) -> Result<RetryPolicy, LoadError> {
+    let mut policy = RetryPolicy::none();
+    policy.name = name;
+    policy.max_retries = spec.max_retries.value;
+    policy.jitter = 0.2;
+    policy.retry_on = match &spec.retryable_errors {
+        None => RetryOn::transient(),
+        Some(entries) => {
+            let mut on = RetryOn::default();
+            for entry in entries {
+                on.add(&entry.value)
+                    .map_err(|m| pos.error_at(entry, format!("{field}.retryableErrors"), m))?;
+            }
+            on
+        }
+    };
+    if let Some(backoff) = &spec.backoff {
+        if let Some(strategy) = &backoff.strategy {
+            policy.strategy = match strategy.value.as_str() {
+                "exponential" => Strategy::Exponential,
+                "linear" => Strategy::Linear,
+                "fixed" => Strategy::Fixed,
+                other => {
+                    return Err(pos
+                        .error_at(
+                            strategy,
+                            format!("{field}.backoff.strategy"),
+                            format!("unknown backoff strategy `{other}`"),
+                        )
+                        .with_hint("use exponential, linear or fixed"));
+                }
+            };
+        }
+        if let Some(d) = &backoff.initial_delay {
+            policy.initial_delay = duration(pos, d, &format!("{field}.backoff.initialDelay"))?;
+        }
+        if let Some(d) = &backoff.max_delay {
+            policy.max_delay = duration(pos, d, &format!("{field}.backoff.maxDelay"))?;
+        }
+        if let Some(m) = &backoff.multiplier {
+            if !(m.value.is_finite() && m.value >= 1.0) {
+                return Err(pos.error_at(
+                    m,
+                    format!("{field}.backoff.multiplier"),
+                    format!("multiplier must be a number >= 1, got {}", m.value),
+                ));
+            }
+            policy.multiplier = m.value;
+        }
+        if let Some(j) = &backoff.jitter {
+            if !(0.0..=1.0).contains(&j.value) {
+                return Err(pos.error_at(
+                    j,
+                    format!("{field}.backoff.jitter"),
+                    format!("jitter must be between 0 and 1, got {}", j.value),
+                ));
+            }
+            policy.jitter = j.value;
+        }
+    }
+    if policy.max_delay < policy.initial_delay {
+        policy.max_delay = policy.initial_delay;
+    }
+    Ok(policy)
+}
+
+/// Compiles a JSON value whose strings may hold `${ … }` templates.
+pub(super) fn json_template(
+    pos: &DocPosition,
+    value: &Spanned<serde_json::Value>,
+    field: &str,
+    known: &BTreeSet<String>,
+) -> Result<JsonTemplate, LoadError> {
+    let compiled = JsonTemplate::parse(&value.value).map_err(|m| pos.error_at(value, field, m))?;
+    let as_text = Spanned {
+        value: String::new(),
+        referenced: value.referenced,
+        defined: value.defined,
+    };
+    for expr in compiled.expressions() {
+        check_variables(pos, &as_text, field, expr, known)?;
+    }
+    Ok(compiled)
+}
+
+/// The pieces of a call as the YAML writes them.
+pub(super) struct CallFields<'a> {
+    pub(super) label: Option<&'a Text>,
+    pub(super) service: &'a Text,
+    pub(super) endpoint: Option<&'a Text>,
+    pub(super) method: Option<&'a Text>,
+    pub(super) headers: &'a BTreeMap<String, Text>,
+    pub(super) query: &'a BTreeMap<String, Text>,
+    pub(super) body: Option<&'a Spanned<serde_json::Value>>,
+}
+
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+pub(super) fn call(
+    pos: &DocPosition,
+    fields: CallFields<'_>,
+    field: &str,
+    known: &BTreeSet<String>,
+) -> Result<Call, LoadError> {
+    let service = fields.service.value.trim();
+    if service.is_empty() || service.contains(['/', ' ']) {
+        return Err(pos
+            .error_at(fields.service, field, format!("`{service}` is not a service name"))
+            .with_hint("name a service (like `order-service`) and map it to a URL in a Services document or with --service"));
+    }
+    let method = match fields.method {
+        None => "POST".to_string(),
+        Some(m) => {
+            let upper = m.value.trim().to_ascii_uppercase();
+            if !METHODS.contains(&upper.as_str()) {
+                return Err(pos
+                    .error_at(
+                        m,
+                        format!("{field}.method"),
+                        format!("unknown HTTP method `{}`", m.value),
+                    )
+                    .with_hint(format!("use one of {}", METHODS.join(", "))));
+            }
+            upper
+        }
+    };
+    let endpoint = match fields.endpoint {
+        Some(e) => {
+            if !e.value.starts_with('/') && !e.value.starts_with("${") {
+                return Err(pos
+                    .error_at(
+                        e,
+                        format!("{field}.endpoint"),
+                        format!("endpoint `{}` must start with `/`", e.value),
+                    )
+                    .with_hint("the endpoint is a path on the service, like /api/v1/orders"));
+            }
+            template(pos, e, &format!("{field}.endpoint"), true, known)?
+        }
+        None => Template::parse("/", false).expect("a literal template parses"),
+    };
+    let pairs = |map: &BTreeMap<String, Text>, what: &str| {
+        map.iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    template(pos, v, &format!("{field}.{what}.{k}"), false, known)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, LoadError>>()
+    };
+    let body = match fields.body {
+        None => None,
+        Some(value) => Some(json_template(pos, value, &format!("{field}.body"), known)?),
+    };
+    Ok(Call {
+        label: fields.label.map(|l| l.value.clone()),
+        service: service.to_string(),
+        endpoint,
+        method,
+        headers: pairs(fields.headers, "headers")?,
+        query: pairs(fields.query, "query")?,
+        body,
+    })
+}
+
+/// Checks the documents that are not workflows (policies, stores, services, rules).
+pub(super) fn check_documents(set: &DefinitionSet) -> Result<(), LoadError> {
+    for doc in &set.documents {
+        let pos = &doc.position;
+        match &doc.document {
+            Document::RetryPolicy(m) => {
+                retry_policy(pos, &m.spec, Some(doc.name.clone()), "spec")?;
+            }
+            Document::StateStore(m) => {
+                const TYPES: [&str; 4] = ["sqlite", "memory", "redis", "postgresql"];
+                let t = &m.spec.store_type;
+                if !TYPES.contains(&t.value.as_str()) {
+                    return Err(pos
+                        .error_at(
+                            t,
+                            "spec.type",
+                            format!("unknown state store type `{}`", t.value),
+                        )
+                        .with_hint(format!("use one of {}", TYPES.join(", "))));
+                }
+                if let Some(ttl) = &m.spec.ttl {
+                    duration(pos, ttl, "spec.ttl")?;
+                }
+                if let Some(backend) = m.spec.persistence.as_ref().and_then(|p| p.backend.as_ref())
+                    && backend.value != "postgresql"
+                {
+                    return Err(pos
+                        .error_at(
+                            backend,
+                            "spec.persistence.backend",
+                            format!("unknown persistence backend `{}`", backend.value),
+                        )
+                        .with_hint("use postgresql"));
+                }
+            }
+            Document::Services(m) => {
+                for (name, url) in &m.spec.services {
+                    if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                        return Err(pos
+                            .error_at(
+                                url,
+                                format!("spec.services.{name}"),
+                                format!("`{}` is not an http(s) URL", url.value),
+                            )
+                            .with_hint(
+                                "write the service's base URL, like http://127.0.0.1:8081",
+                            ));
+                    }
+                }
+            }
+            Document::PrometheusRule(m) => {
+                for (g, group) in m.spec.groups.iter().enumerate() {
+                    for (r, rule) in group.rules.iter().enumerate() {
+                        if rule.record.is_some() == rule.alert.is_some() {
+                            return Err(pos.error_at(
+                                &rule.expr,
+                                format!("spec.groups[{g}].rules[{r}]"),
+                                "a rule needs exactly one of `record` and `alert`",
+                            ));
+                        }
+                    }
+                }
+            }
+            Document::Orchestration(_) | Document::StateMachine(_) => {}
+        }
+    }
+    Ok(())
+}

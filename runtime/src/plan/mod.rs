@@ -1,0 +1,186 @@
+//! The execution plan: every workflow kind compiled into one graph of nodes.
+//!
+//! Sequential, parallel and conditional orchestrations become a DAG (order implies edges,
+//! `dependsOn` replaces them, consecutive `parallel: true` steps fork and join); a
+//! `WorkflowDefinition` becomes nodes linked by `next`, with choice, wait, pass and parallel
+//! states. One engine runs both, because both are the same thing underneath: a node starts
+//! when its join is satisfied, does its work, and signals its successors.
+//!
+//! Compiling resolves every name (retry policies, `dependsOn`, `next`, the variables an
+//! expression reads) and fails with a positioned [`LoadError`] on the first problem.
+
+mod common;
+mod graph;
+mod orchestration;
+mod state_machine;
+
+pub use graph::to_mermaid;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::definition::{DefinitionSet, Document, Kind, LoadError};
+use crate::expr::{Expr, JsonTemplate, Template};
+use crate::retry::RetryPolicy;
+
+/// How long a call may take when the workflow does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type NodeId = usize;
+
+/// A compiled workflow, ready to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The workflow's `metadata.name`.
+    pub workflow_id: String,
+    pub kind: Kind,
+    pub nodes: Vec<Node>,
+    /// Nodes that start when the execution starts.
+    pub roots: Vec<NodeId>,
+    /// `spec.output`: the execution's output, built when every node has settled.
+    pub output: Vec<(String, Expr)>,
+    /// Every service name a call may use, for binding to base URLs when an execution starts.
+    pub services: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// The orchestration's `step` number, which also names the result as `stepN`.
+    pub step_number: Option<u32>,
+    /// Nodes created by compilation rather than written by the user (a parallel state's fork).
+    pub internal: bool,
+    pub join: Join,
+    /// Skip the node (recording it as skipped) unless this is true.
+    pub condition: Option<Expr>,
+    pub work: Work,
+    /// Signalled when the node completes or is skipped (a choice signals only its pick).
+    pub next: Vec<NodeId>,
+    pub retry: Arc<RetryPolicy>,
+    pub timeout: Duration,
+    pub compensation: Option<Call>,
+}
+
+/// When a node may start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Join {
+    /// As soon as any predecessor signals (state machine transitions; may repeat in loops).
+    Any,
+    /// When every group has had at least one of its members signal. A DAG dependency is a
+    /// group of one; a parallel state's join has one group per branch (its possible ends).
+    AllOf(Vec<Vec<NodeId>>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Work {
+    Call(Call),
+    /// Completes at once with the rendered value (or the execution input).
+    Pass(Option<JsonTemplate>),
+    Wait(Duration),
+    Choice {
+        rules: Vec<(Expr, NodeId)>,
+        default: Option<NodeId>,
+    },
+    Succeed,
+    Fail {
+        error: String,
+        cause: Option<String>,
+    },
+    /// Starts a parallel state's branches.
+    Fork,
+    /// Ends a parallel state: its result is the list of each branch's last result.
+    Collect,
+}
+
+/// An HTTP call before rendering.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The compensation's own name, when it has one.
+    pub label: Option<String>,
+    pub service: String,
+    pub endpoint: Template,
+    pub method: String,
+    pub headers: Vec<(String, Template)>,
+    pub query: Vec<(String, Template)>,
+    /// `None` sends the execution input.
+    pub body: Option<JsonTemplate>,
+}
+
+impl Plan {
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+}
+
+/// Compiles the workflow named `name`, or the only workflow of the set when `name` is `None`.
+pub fn compile(set: &DefinitionSet, name: Option<&str>) -> Result<Plan, LoadError> {
+    let workflows: Vec<_> = set.workflows().collect();
+    let chosen = match name {
+        Some(name) => workflows.iter().find(|d| d.name == name).ok_or_else(|| {
+            let known: Vec<_> = workflows.iter().map(|d| d.name.as_str()).collect();
+            set_error(set, format!("no workflow named `{name}`")).with_hint(format!(
+                "workflows in these files: {}",
+                list_or_none(&known)
+            ))
+        })?,
+        None => match workflows.as_slice() {
+            [only] => only,
+            [] => {
+                return Err(set_error(set, "no workflow to run").with_hint(
+                    "a workflow is a SequentialOrchestration, ParallelOrchestration, ConditionalOrchestration or WorkflowDefinition document",
+                ));
+            }
+            many => {
+                let known: Vec<_> = many.iter().map(|d| d.name.as_str()).collect();
+                return Err(set_error(set, "more than one workflow in these files")
+                    .with_hint(format!("choose one with --workflow: {}", known.join(", "))));
+            }
+        },
+    };
+    match &chosen.document {
+        Document::Orchestration(m) => orchestration::compile(set, chosen, m),
+        Document::StateMachine(m) => state_machine::compile(set, chosen, m),
+        _ => unreachable!("workflows() yields only workflow kinds"),
+    }
+}
+
+/// Compiles every workflow and checks every other document, as `orca validate` does.
+pub fn validate(set: &DefinitionSet) -> Result<Vec<Plan>, LoadError> {
+    common::check_documents(set)?;
+    set.workflows()
+        .map(|doc| compile(set, Some(&doc.name)))
+        .collect()
+}
+
+fn set_error(set: &DefinitionSet, message: impl Into<String>) -> LoadError {
+    let file = set
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    LoadError {
+        file,
+        line: 0,
+        column: 0,
+        field: None,
+        message: message.into(),
+        hint: None,
+    }
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

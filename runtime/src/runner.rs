@@ -1,0 +1,275 @@
+//! The executor loop: carries out the engine's actions and makes every decision durable.
+//!
+//! After each batch of events the record is written to the store *before* any resulting
+//! request is sent or timer armed, so a crash at any point leaves a record from which
+//! [`Runner::resume`] continues: completed steps are never called again, and a call that was
+//! in flight is sent again with the same `Idempotency-Key`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::definition::{DefinitionSet, LoadError, Source};
+use crate::engine::{Action, Event, Execution, Status};
+use crate::invoke::Invoker;
+use crate::plan::{self, Plan};
+use crate::progress::Progress;
+use crate::store::{ExecutionStore, StoreError, StoredExecution};
+
+/// Milliseconds since the Unix epoch; a trait so tests can control time.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// What is stored per execution: the engine's record and the definition it runs, so that
+/// resuming needs nothing but the id even if the YAML files changed or are gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub workflow: WorkflowSource,
+    pub execution: Execution,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowSource {
+    /// The workflow's name among the documents of `sources`.
+    pub name: String,
+    pub sources: Vec<Source>,
+}
+
+impl WorkflowSource {
+    pub fn compile(&self) -> Result<Plan, LoadError> {
+        let set = DefinitionSet::load(self.sources.clone())?;
+        plan::compile(&set, Some(&self.name))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no execution with id `{0}`")]
+    NotFound(String),
+    #[error("execution `{id}` is {status}, not running: only a running execution can be resumed")]
+    NotRunning { id: String, status: &'static str },
+    #[error("the stored definition of execution `{id}` no longer loads: {error}")]
+    Definition { id: String, error: LoadError },
+    #[error("execution `{id}` has an unreadable record: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+/// Runs executions against an [`ExecutionStore`] and an [`Invoker`].
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn ExecutionStore>,
+    invoker: Arc<dyn Invoker>,
+    clock: Arc<dyn Clock>,
+    progress: Option<Arc<dyn Progress>>,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn ExecutionStore>, invoker: Arc<dyn Invoker>) -> Self {
+        Runner {
+            store,
+            invoker,
+            clock: Arc::new(SystemClock),
+            progress: None,
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports each change of each step (the CLI prints these on stderr).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Starts a new execution and drives it to a final status.
+    pub async fn run(
+        &self,
+        workflow: WorkflowSource,
+        plan: &Plan,
+        input: Json,
+        services: BTreeMap<String, String>,
+    ) -> Result<Execution, RunError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let (execution, actions) = Execution::start(plan, id, input, services, self.clock.now_ms());
+        if let Some(p) = &self.progress {
+            p.started(&execution);
+        }
+        let mut record = ExecutionRecord {
+            workflow,
+            execution,
+        };
+        self.drive(&mut record, plan, actions).await?;
+        Ok(record.execution)
+    }
+
+    /// Continues a `running` (or `compensating`) execution from its last checkpoint.
+    /// `services` overrides the stored bindings by name.
+    pub async fn resume(
+        &self,
+        id: &str,
+        services: &BTreeMap<String, String>,
+    ) -> Result<Execution, RunError> {
+        let mut record = self.load(id).await?;
+        let status = record.execution.status;
+        if status.is_final() {
+            return Err(RunError::NotRunning {
+                id: id.to_string(),
+                status: status.as_str(),
+            });
+        }
+        let plan = record
+            .workflow
+            .compile()
+            .map_err(|error| RunError::Definition {
+                id: id.to_string(),
+                error,
+            })?;
+        for (name, url) in services {
+            record.execution.services.insert(name.clone(), url.clone());
+        }
+        if let Some(p) = &self.progress {
+            p.resumed(&record.execution);
+        }
+        let actions = record.execution.resume(&plan, self.clock.now_ms());
+        self.drive(&mut record, &plan, actions).await?;
+        Ok(record.execution)
+    }
+
+    pub async fn load(&self, id: &str) -> Result<ExecutionRecord, RunError> {
+        let stored = self
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        serde_json::from_slice(&stored.body).map_err(|e| RunError::Corrupt {
+            id: id.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn drive(
+        &self,
+        record: &mut ExecutionRecord,
+        plan: &Plan,
+        mut actions: Vec<Action>,
+    ) -> Result<(), RunError> {
+        let (events, mut inbox) = mpsc::unbounded_channel::<Event>();
+        // Dropping the set aborts whatever is still in flight when the loop returns.
+        let mut tasks = JoinSet::new();
+        loop {
+            self.save(record).await?;
+            let mut finished = false;
+            for action in actions.drain(..) {
+                match action {
+                    Action::Invoke {
+                        target,
+                        attempt,
+                        request,
+                    } => {
+                        let invoker = self.invoker.clone();
+                        let events = events.clone();
+                        tasks.spawn(async move {
+                            let event = match invoker.invoke(&request).await {
+                                Ok(response) => Event::Succeeded {
+                                    target,
+                                    attempt,
+                                    response,
+                                },
+                                Err(failure) => Event::Failed {
+                                    target,
+                                    attempt,
+                                    failure,
+                                },
+                            };
+                            let _ = events.send(event);
+                        });
+                    }
+                    Action::Timer {
+                        target,
+                        attempt,
+                        at_ms,
+                    } => {
+                        let delay = at_ms.saturating_sub(self.clock.now_ms());
+                        let events = events.clone();
+                        tasks.spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                            let _ = events.send(Event::Timer { target, attempt });
+                        });
+                    }
+                    Action::Finished => finished = true,
+                }
+            }
+            if finished {
+                if let Some(p) = &self.progress {
+                    p.finished(&record.execution);
+                }
+                return Ok(());
+            }
+            let Some(first) = inbox.recv().await else {
+                unreachable!("the loop holds a sender, so the channel stays open");
+            };
+            // Apply everything that has already arrived before the next write: one commit
+            // covers a whole batch of step outcomes.
+            let mut batch = vec![first];
+            while let Ok(more) = inbox.try_recv() {
+                batch.push(more);
+            }
+            for event in batch {
+                let before = self.progress.as_ref().map(|_| record.execution.clone());
+                let now = self.clock.now_ms();
+                actions.extend(record.execution.apply(plan, event, now));
+                if let (Some(p), Some(before)) = (&self.progress, before) {
+                    p.changed(plan, &before, &record.execution);
+                }
+            }
+        }
+    }
+
+    async fn save(&self, record: &ExecutionRecord) -> Result<(), RunError> {
+        let execution = &record.execution;
+        let body = serde_json::to_vec(record).map_err(|e| RunError::Corrupt {
+            id: execution.id.clone(),
+            message: e.to_string(),
+        })?;
+        self.store
+            .save(&StoredExecution {
+                id: execution.id.clone(),
+                workflow_id: execution.workflow_id.clone(),
+                status: execution.status.as_str().to_string(),
+                created_at_ms: execution.started_at_ms as i64,
+                updated_at_ms: self.clock.now_ms() as i64,
+                body,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Status {
+    /// The process exit code for a final status: 0 only for `completed`.
+    pub fn exit_code(self) -> i32 {
+        if self == Status::Completed { 0 } else { 1 }
+    }
+}
