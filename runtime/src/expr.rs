@@ -35,16 +35,8 @@ pub struct EvalError {
 impl Expr {
     /// Compiles `source`; the error is the parser's message, suitable to show the user.
     pub fn compile(source: &str) -> Result<Expr, String> {
-        let program = cel::Program::compile(source.trim()).map_err(|errors| {
-            // The parser's message carries its own "<input>:1:15:" prefix and a caret line;
-            // keep the description, which is what the user needs next to our file position.
-            let text = errors.to_string();
-            let first = text.lines().next().unwrap_or(&text);
-            first
-                .split_once("Syntax error: ")
-                .map(|(_, rest)| format!("syntax error: {rest}"))
-                .unwrap_or_else(|| first.trim_start_matches("ERROR: ").to_string())
-        })?;
+        let program = cel::Program::compile(source.trim())
+            .map_err(|errors| describe_syntax_error(source.trim(), &errors.to_string()))?;
         Ok(Expr {
             source: source.trim().to_string(),
             program: Arc::new(program),
@@ -94,6 +86,31 @@ impl Expr {
             source_text: self.source.clone(),
             message,
         }
+    }
+}
+
+/// The CEL parser reports `<input>:LINE:COL: Syntax error: mismatched input … expecting {…}`
+/// with a long token list; keep what a person needs: what went wrong, and where.
+fn describe_syntax_error(source: &str, raw: &str) -> String {
+    let first = raw
+        .lines()
+        .next()
+        .unwrap_or(raw)
+        .trim_start_matches("ERROR: ");
+    let column = first
+        .strip_prefix("<input>:")
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|c| c.trim().parse::<usize>().ok());
+    let detail = first.split_once("Syntax error: ").map_or(first, |(_, d)| d);
+    let detail = detail.split(" expecting ").next().unwrap_or(detail);
+    let detail = if detail.contains("'<EOF>'") {
+        "the expression ends too early".to_string()
+    } else {
+        detail.replace("mismatched input", "unexpected")
+    };
+    match column {
+        Some(c) => format!("`{source}` is not a valid expression: {detail} (at character {c})"),
+        None => format!("`{source}` is not a valid expression: {detail}"),
     }
 }
 
@@ -413,7 +430,10 @@ mod tests {
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
         let err = Expr::compile("step1.amount >").unwrap_err();
-        assert!(err.starts_with("syntax error"), "{err}");
+        assert_eq!(
+            err,
+            "`step1.amount >` is not a valid expression: the expression ends too early (at character 15)"
+        );
     }
 
     #[test]

@@ -296,15 +296,60 @@ fn from_yaml<T: DeserializeOwned>(position: &DocPosition, text: &str) -> Result<
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
         let message = error.without_snippet().to_string();
-        position.error_at_line(line, column, "", clean_parser_message(&message))
+        parser_error(position, text, line, column, &message)
     })
 }
 
-/// The parser appends its own position ("at line 3, column 5"); ours is file-relative, so drop it.
-fn clean_parser_message(message: &str) -> String {
-    let first_line = message.lines().next().unwrap_or(message);
-    match first_line.rfind(" at line ") {
-        Some(cut) => first_line[..cut].to_string(),
-        None => first_line.to_string(),
+/// Rewords the parser's message for people: names the key written on that line, suggests the
+/// field a misspelt key was meant to be, and drops the parser's own (document-relative) position.
+fn parser_error(
+    position: &DocPosition,
+    text: &str,
+    line: u64,
+    column: u64,
+    raw: &str,
+) -> LoadError {
+    let first_line = raw.lines().next().unwrap_or(raw);
+    let message = match first_line.rfind(" at line ") {
+        Some(cut) => &first_line[..cut],
+        None => first_line,
+    };
+    let key = text
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .and_then(|l| l.trim_start().trim_start_matches("- ").split_once(':'))
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty() && !k.contains([' ', '{', '[', '"', '\'']));
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let expected: Vec<&str> = expected
+            .trim_start_matches(", expected one of ")
+            .trim_start_matches(", expected ")
+            .split(", ")
+            .map(|e| e.trim_matches('`'))
+            .filter(|e| !e.is_empty())
+            .collect();
+        let hint = match closest(field, expected.iter().copied()) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("fields here: {}", expected.join(", ")),
+        };
+        return position
+            .error_at_line(line, column, field, format!("unknown field `{field}`"))
+            .with_hint(hint);
     }
+    let friendly = match message {
+        "expected sequence start" => "expected a list".to_string(),
+        "expected mapping start" => "expected a mapping (key: value pairs)".to_string(),
+        m if m.starts_with("invalid u") || m.starts_with("invalid i") => {
+            format!("expected a whole number ({})", &m["invalid ".len()..])
+        }
+        m => m.to_string(),
+    };
+    let field = if message.starts_with("missing field") {
+        String::new()
+    } else {
+        key.unwrap_or_default()
+    };
+    position.error_at_line(line, column, field, friendly)
 }

@@ -27,22 +27,16 @@ pub fn to_mermaid(plan: &Plan) -> String {
             Work::Fork => "fork".to_string(),
             Work::Collect => format!("{}<br/>join", node.name),
         };
-        let label = escape(&label);
+        let label = match &node.condition {
+            Some(condition) => escape(&format!("{label}<br/>if {}", condition.source())),
+            None => escape(&label),
+        };
         let shape = match node.work {
             Work::Choice { .. } => format!("{{\"{label}\"}}"),
             Work::Fork | Work::Collect => format!("[[\"{label}\"]]"),
             _ => format!("[\"{label}\"]"),
         };
         let _ = writeln!(out, "    {}{shape}", id(i));
-        if let Some(condition) = &node.condition {
-            let _ = writeln!(
-                out,
-                "    {} -. \"if {}\" .- {}",
-                id(i),
-                escape(condition.source()),
-                id(i)
-            );
-        }
         if let Some(comp) = &node.compensation {
             let label = comp
                 .label
