@@ -4,6 +4,16 @@
 //! request is sent or timer armed, so a crash at any point leaves a record from which
 //! [`Runner::resume`] continues: completed steps are never called again, and a call that was
 //! in flight is sent again with the same `Idempotency-Key`.
+//!
+//! A runner drives an execution only while it holds the execution's lease: it creates new
+//! executions leased to itself, claims existing ones before resuming them, renews the lease in
+//! the background, and presents the lease's fence with every save. If another process takes
+//! the execution over, the next save or renewal fails and this runner stops, so two processes
+//! never drive one execution at once.
+
+mod lease;
+
+pub use lease::LeaseSettings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,11 +25,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::definition::{DefinitionSet, LoadError, Source};
-use crate::engine::{Action, Event, Execution, Status};
+use crate::engine::{Action, Bindings, Event, Execution, Status};
 use crate::invoke::Invoker;
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
-use crate::store::{ExecutionStore, StoreError, StoredExecution};
+use crate::store::{ExecutionStore, Fence, StoreError, StoredExecution, owner_id};
+use lease::Keeper;
 
 /// Milliseconds since the Unix epoch; a trait so tests can control time.
 pub trait Clock: Send + Sync {
@@ -68,9 +79,31 @@ pub enum RunError {
     #[error("execution `{id}` is {status}, not running: only a running execution can be resumed")]
     NotRunning { id: String, status: &'static str },
     #[error("the stored definition of execution `{id}` no longer loads: {error}")]
-    Definition { id: String, error: LoadError },
+    Definition {
+        id: String,
+        // Boxed: a load error is large, and every `Result<_, RunError>` would carry its size.
+        error: Box<LoadError>,
+    },
     #[error("execution `{id}` has an unreadable record: {message}")]
     Corrupt { id: String, message: String },
+    /// Another live process holds the lease.
+    #[error(
+        "execution `{id}` is being driven by {owner} (lease until {until}); resume it once that \
+         process has stopped or its lease has expired",
+        until = format_ms(*until_ms)
+    )]
+    Leased {
+        id: String,
+        owner: String,
+        until_ms: u64,
+    },
+    /// This runner was fenced out (another process took over) or could not renew its lease.
+    #[error("stopped driving execution `{id}`: {reason}")]
+    LeaseLost { id: String, reason: String },
+}
+
+fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Runs executions against an [`ExecutionStore`] and an [`Invoker`].
@@ -80,6 +113,9 @@ pub struct Runner {
     invoker: Arc<dyn Invoker>,
     clock: Arc<dyn Clock>,
     progress: Option<Arc<dyn Progress>>,
+    /// Who this runner is in the store's leases.
+    owner: String,
+    lease: LeaseSettings,
 }
 
 impl Runner {
@@ -89,7 +125,29 @@ impl Runner {
             invoker,
             clock: Arc::new(SystemClock),
             progress: None,
+            owner: owner_id(),
+            lease: LeaseSettings::default(),
         }
+    }
+
+    /// The owner id written into leases (default: [`owner_id`], unique per runner).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// How long leases last and how often they are renewed (default 30 s and 10 s). A
+    /// `renew_every` that is not shorter than `duration` is replaced by a third of it.
+    pub fn with_lease(mut self, mut lease: LeaseSettings) -> Self {
+        if lease.renew_every >= lease.duration {
+            lease.renew_every = lease.duration / 3;
+        }
+        self.lease = lease;
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -109,10 +167,10 @@ impl Runner {
         workflow: WorkflowSource,
         plan: &Plan,
         input: Json,
-        services: BTreeMap<String, String>,
+        bindings: Bindings,
     ) -> Result<Execution, RunError> {
         let id = uuid::Uuid::now_v7().to_string();
-        let (execution, actions) = Execution::start(plan, id, input, services, self.clock.now_ms());
+        let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
         if let Some(p) = &self.progress {
             p.started(&execution);
         }
@@ -120,32 +178,46 @@ impl Runner {
             workflow,
             execution,
         };
-        self.drive(&mut record, plan, actions).await?;
+        let until = self.lease_until();
+        let fence = self
+            .store
+            .create(&self.stored(&record)?, &self.owner, until)
+            .await?;
+        let mut keeper = self.keep(&record.execution.id, fence, until);
+        self.drive(&mut record, plan, actions, fence, &mut keeper)
+            .await?;
         Ok(record.execution)
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
     /// `services` overrides the stored bindings by name.
+    ///
+    /// The execution is taken over at once if nobody holds its lease, the lease has expired,
+    /// or its owner is a process on this host that has died; otherwise this is refused with
+    /// [`RunError::Leased`].
     pub async fn resume(
         &self,
         id: &str,
         services: &BTreeMap<String, String>,
     ) -> Result<Execution, RunError> {
-        let mut record = self.load(id).await?;
-        let status = record.execution.status;
-        if status.is_final() {
-            return Err(RunError::NotRunning {
-                id: id.to_string(),
-                status: status.as_str(),
-            });
-        }
-        let plan = record
+        let first = self.load(id).await?;
+        not_final(id, &first)?;
+        let plan = first
             .workflow
             .compile()
             .map_err(|error| RunError::Definition {
                 id: id.to_string(),
-                error,
+                error: Box::new(error),
             })?;
+        let (fence, until) = self.claim(id).await?;
+        // Read again now that no one else can write: the record may have moved on between
+        // the first read and the claim (or come from a cache that was behind).
+        let mut record = self.load(id).await?;
+        if let Err(e) = not_final(id, &record) {
+            self.release(id, fence).await;
+            return Err(e);
+        }
+        let mut keeper = self.keep(id, fence, until);
         for (name, url) in services {
             record.execution.services.insert(name.clone(), url.clone());
         }
@@ -153,7 +225,9 @@ impl Runner {
             p.resumed(&record.execution);
         }
         let actions = record.execution.resume(&plan, self.clock.now_ms());
-        self.drive(&mut record, &plan, actions).await?;
+        self.save(&record, fence).await?;
+        self.drive(&mut record, &plan, actions, fence, &mut keeper)
+            .await?;
         Ok(record.execution)
     }
 
@@ -169,17 +243,20 @@ impl Runner {
         })
     }
 
+    /// Carries out `actions` and the ones that follow until the execution is final. The
+    /// caller has persisted the record as it is when this is called.
     async fn drive(
         &self,
         record: &mut ExecutionRecord,
         plan: &Plan,
         mut actions: Vec<Action>,
+        fence: Fence,
+        keeper: &mut Keeper,
     ) -> Result<(), RunError> {
         let (events, mut inbox) = mpsc::unbounded_channel::<Event>();
         // Dropping the set aborts whatever is still in flight when the loop returns.
         let mut tasks = JoinSet::new();
         loop {
-            self.save(record).await?;
             let mut finished = false;
             for action in actions.drain(..) {
                 match action {
@@ -191,7 +268,7 @@ impl Runner {
                         let invoker = self.invoker.clone();
                         let events = events.clone();
                         tasks.spawn(async move {
-                            let event = match invoker.invoke(&request).await {
+                            let event = match invoker.invoke(&request, attempt).await {
                                 Ok(response) => Event::Succeeded {
                                     target,
                                     attempt,
@@ -222,12 +299,22 @@ impl Runner {
                 }
             }
             if finished {
+                self.release(&record.execution.id, fence).await;
                 if let Some(p) = &self.progress {
                     p.finished(&record.execution);
                 }
                 return Ok(());
             }
-            let Some(first) = inbox.recv().await else {
+            let first = tokio::select! {
+                first = inbox.recv() => first,
+                reason = keeper.lost() => {
+                    return Err(RunError::LeaseLost {
+                        id: record.execution.id.clone(),
+                        reason,
+                    });
+                }
+            };
+            let Some(first) = first else {
                 unreachable!("the loop holds a sender, so the channel stays open");
             };
             // Apply everything that has already arrived before the next write: one commit
@@ -244,28 +331,52 @@ impl Runner {
                     p.changed(plan, &before, &record.execution);
                 }
             }
+            // Durable before any action this batch produced is carried out.
+            self.save(record, fence).await?;
         }
     }
 
-    async fn save(&self, record: &ExecutionRecord) -> Result<(), RunError> {
+    async fn save(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
+        match self.store.save(&self.stored(record)?, fence).await {
+            Ok(()) => Ok(()),
+            Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
+                id: record.execution.id.clone(),
+                reason: error.to_string(),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn stored(&self, record: &ExecutionRecord) -> Result<StoredExecution, RunError> {
         let execution = &record.execution;
         let body = serde_json::to_vec(record).map_err(|e| RunError::Corrupt {
             id: execution.id.clone(),
             message: e.to_string(),
         })?;
-        self.store
-            .save(&StoredExecution {
-                id: execution.id.clone(),
-                workflow_id: execution.workflow_id.clone(),
-                status: execution.status.as_str().to_string(),
-                created_at_ms: execution.started_at_ms as i64,
-                updated_at_ms: self.clock.now_ms() as i64,
-                body,
-            })
-            .await?;
-        Ok(())
+        Ok(StoredExecution {
+            id: execution.id.clone(),
+            workflow_id: execution.workflow_id.clone(),
+            status: execution.status.as_str().to_string(),
+            created_at_ms: execution.started_at_ms as i64,
+            updated_at_ms: self.clock.now_ms() as i64,
+            body,
+        })
     }
 }
+
+fn not_final(id: &str, record: &ExecutionRecord) -> Result<(), RunError> {
+    let status = record.execution.status;
+    if status.is_final() {
+        return Err(RunError::NotRunning {
+            id: id.to_string(),
+            status: status.as_str(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
 
 impl Status {
     /// The process exit code for a final status: 0 only for `completed`.

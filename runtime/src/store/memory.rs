@@ -2,20 +2,32 @@
 //!
 //! It exists for tests and for one-shot runs where durability is not wanted, so that the engine
 //! can always be handed a store instead of special-casing "no persistence". It mirrors the
-//! SQLite backend's semantics (upsert keeps the first `created_at_ms`, listing is newest first
-//! with ties broken by id) so that code tested against it behaves the same in production.
+//! durable backends' semantics (saves keep the first `created_at_ms`, listing is newest first
+//! with ties broken by id, the same lease and fence rules) so that code tested against it
+//! behaves the same in production; `super::conformance` runs one suite against all of them.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{ExecutionStore, ListFilter, StoreError, StoredExecution};
+use super::{
+    Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, StoreError, StoredExecution,
+};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    record: StoredExecution,
+    /// `None` once released.
+    owner: Option<String>,
+    fence: Fence,
+    until_ms: u64,
+}
 
 /// Executions held in process memory, keyed by execution id.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    executions: Mutex<HashMap<String, StoredExecution>>,
+    executions: Mutex<HashMap<String, Entry>>,
 }
 
 impl MemoryStore {
@@ -23,30 +35,79 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, StoredExecution>>, StoreError> {
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, Entry>>, StoreError> {
         // A poisoned lock means another task panicked mid-operation; the map itself is never
-        // left half-updated (every mutation is a single insert), but report it rather than
-        // silently carrying on.
+        // left half-updated (every mutation is a single assignment), but report it rather
+        // than silently carrying on.
         self.executions
             .lock()
             .map_err(|e| StoreError::backend("memory", e))
     }
+
+    /// Runs `op` on the entry of `id` if `fence` is current.
+    fn with_fenced<T>(
+        &self,
+        id: &str,
+        fence: Fence,
+        op: impl FnOnce(&mut Entry) -> T,
+    ) -> Result<T, StoreError> {
+        let mut executions = self.lock()?;
+        let entry = executions
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        if entry.fence != fence {
+            return Err(StoreError::Fenced {
+                id: id.to_string(),
+                fence,
+            });
+        }
+        Ok(op(entry))
+    }
+}
+
+fn lease_of(id: &str, entry: &Entry) -> Option<Lease> {
+    entry.owner.as_ref().map(|owner| Lease {
+        execution_id: id.to_string(),
+        owner: owner.clone(),
+        fence: entry.fence,
+        until_ms: entry.until_ms,
+    })
 }
 
 #[async_trait]
 impl ExecutionStore for MemoryStore {
-    async fn save(&self, execution: &StoredExecution) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        execution: &StoredExecution,
+        owner: &str,
+        lease_until_ms: u64,
+    ) -> Result<Fence, StoreError> {
         let mut executions = self.lock()?;
-        let mut record = execution.clone();
-        if let Some(existing) = executions.get(&execution.id) {
-            record.created_at_ms = existing.created_at_ms;
+        if executions.contains_key(&execution.id) {
+            return Err(StoreError::Exists(execution.id.clone()));
         }
-        executions.insert(record.id.clone(), record);
-        Ok(())
+        executions.insert(
+            execution.id.clone(),
+            Entry {
+                record: execution.clone(),
+                owner: Some(owner.to_string()),
+                fence: 1,
+                until_ms: lease_until_ms,
+            },
+        );
+        Ok(1)
+    }
+
+    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
+        self.with_fenced(&execution.id, fence, |entry| {
+            let created_at_ms = entry.record.created_at_ms;
+            entry.record = execution.clone();
+            entry.record.created_at_ms = created_at_ms;
+        })
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
-        Ok(self.lock()?.get(id).cloned())
+        Ok(self.lock()?.get(id).map(|e| e.record.clone()))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
@@ -54,6 +115,7 @@ impl ExecutionStore for MemoryStore {
             let executions = self.lock()?;
             executions
                 .values()
+                .map(|e| &e.record)
                 .filter(|e| {
                     filter
                         .workflow_id
@@ -76,109 +138,77 @@ impl ExecutionStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
+        Ok(self.lock()?.get(id).and_then(|e| lease_of(id, e)))
+    }
+
+    async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<Option<Fence>, StoreError> {
+        let mut executions = self.lock()?;
+        let entry = executions
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let free = match &entry.owner {
+            None => true,
+            Some(owner) => {
+                entry.until_ms < claim.now_ms
+                    || owner == claim.owner
+                    || claim.take_over == Some(entry.fence)
+            }
+        };
+        if !free {
+            return Ok(None);
+        }
+        entry.owner = Some(claim.owner.to_string());
+        entry.fence += 1;
+        entry.until_ms = claim.until_ms;
+        Ok(Some(entry.fence))
+    }
+
+    async fn renew(&self, id: &str, fence: Fence, lease_until_ms: u64) -> Result<(), StoreError> {
+        self.with_fenced(id, fence, |entry| entry.until_ms = lease_until_ms)
+    }
+
+    async fn release(&self, id: &str, fence: Fence) -> Result<(), StoreError> {
+        self.with_fenced(id, fence, |entry| {
+            entry.owner = None;
+            entry.until_ms = 0;
+        })
+    }
+
+    async fn list_expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut expired: Vec<Lease> = self
+            .lock()?
+            .iter()
+            .filter_map(|(id, e)| lease_of(id, e))
+            .filter(|l| l.expired_at(now_ms))
+            .collect();
+        expired.sort_by(|a, b| {
+            a.until_ms
+                .cmp(&b.until_ms)
+                .then_with(|| a.execution_id.cmp(&b.execution_id))
+        });
+        expired.truncate(limit);
+        Ok(expired)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn execution(id: &str, workflow_id: &str, status: &str, created_at_ms: i64) -> StoredExecution {
-        StoredExecution {
-            id: id.to_owned(),
-            workflow_id: workflow_id.to_owned(),
-            status: status.to_owned(),
-            created_at_ms,
-            updated_at_ms: created_at_ms,
-            body: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+    struct Fixture(MemoryStore);
+
+    impl Fixture {
+        fn store(&self) -> &dyn ExecutionStore {
+            &self.0
         }
     }
 
-    fn ids(executions: &[StoredExecution]) -> Vec<&str> {
-        executions.iter().map(|e| e.id.as_str()).collect()
+    async fn fresh() -> Fixture {
+        Fixture(MemoryStore::new())
     }
 
-    #[tokio::test]
-    async fn save_then_load_round_trips() {
-        let store = MemoryStore::new();
-        let original = execution("e1", "wf", "running", 1_000);
-        store.save(&original).await.unwrap();
-        assert_eq!(store.load("e1").await.unwrap(), Some(original));
-    }
-
-    #[tokio::test]
-    async fn load_of_unknown_id_is_none() {
-        let store = MemoryStore::new();
-        store
-            .save(&execution("e1", "wf", "running", 1_000))
-            .await
-            .unwrap();
-        assert_eq!(store.load("nope").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn upsert_keeps_created_at_and_updates_the_rest() {
-        let store = MemoryStore::new();
-        store
-            .save(&execution("e1", "wf", "running", 1_000))
-            .await
-            .unwrap();
-
-        let mut update = execution("e1", "wf", "completed", 5_000);
-        update.updated_at_ms = 6_000;
-        update.body = b"{\"done\":true}".to_vec();
-        store.save(&update).await.unwrap();
-
-        let loaded = store.load("e1").await.unwrap().unwrap();
-        assert_eq!(loaded.created_at_ms, 1_000);
-        assert_eq!(loaded.updated_at_ms, 6_000);
-        assert_eq!(loaded.status, "completed");
-        assert_eq!(loaded.body, b"{\"done\":true}".to_vec());
-        assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn list_filters_orders_newest_first_and_limits() {
-        let store = MemoryStore::new();
-        for e in [
-            execution("a", "wf1", "completed", 1_000),
-            execution("b", "wf1", "running", 3_000),
-            execution("c", "wf2", "running", 2_000),
-            execution("d", "wf1", "running", 3_000),
-            execution("e", "wf1", "failed", 4_000),
-        ] {
-            store.save(&e).await.unwrap();
-        }
-
-        let all = store.list(&ListFilter::default()).await.unwrap();
-        assert_eq!(ids(&all), ["e", "d", "b", "c", "a"]);
-
-        let wf1 = ListFilter {
-            workflow_id: Some("wf1".into()),
-            ..ListFilter::default()
-        };
-        assert_eq!(ids(&store.list(&wf1).await.unwrap()), ["e", "d", "b", "a"]);
-
-        let running = ListFilter {
-            status: Some("running".into()),
-            ..ListFilter::default()
-        };
-        assert_eq!(ids(&store.list(&running).await.unwrap()), ["d", "b", "c"]);
-
-        let wf1_running_limited = ListFilter {
-            workflow_id: Some("wf1".into()),
-            status: Some("running".into()),
-            limit: Some(1),
-        };
-        assert_eq!(ids(&store.list(&wf1_running_limited).await.unwrap()), ["d"]);
-
-        let limited = ListFilter {
-            limit: Some(2),
-            ..ListFilter::default()
-        };
-        assert_eq!(ids(&store.list(&limited).await.unwrap()), ["e", "d"]);
-
-        let none = ListFilter {
-            workflow_id: Some("missing".into()),
-            ..ListFilter::default()
-        };
-        assert!(store.list(&none).await.unwrap().is_empty());
-    }
+    crate::store::conformance::suite!(fresh);
 }

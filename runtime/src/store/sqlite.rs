@@ -15,7 +15,11 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
-use super::{ExecutionStore, ListFilter, StoreError, StoredExecution};
+use super::{ExecutionStore, Fence, ListFilter, StoreError, StoredExecution};
+
+mod leases;
+
+use leases::fenced;
 
 const BACKEND: &str = "sqlite";
 
@@ -39,6 +43,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX executions_workflow_created ON executions (workflow_id, created_at_ms);
     CREATE INDEX executions_status ON executions (status);",
+    // 2: leases. Executions written before leases existed have no owner, so they count as
+    // free and any process may resume them.
+    "ALTER TABLE executions ADD COLUMN owner TEXT;
+    ALTER TABLE executions ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX executions_lease ON executions (lease_until_ms) WHERE owner IS NOT NULL;",
 ];
 
 const COLUMNS: &str = "id, workflow_id, status, created_at_ms, updated_at_ms, body";
@@ -165,29 +175,55 @@ fn row_to_execution(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredExecution
 
 #[async_trait]
 impl ExecutionStore for SqliteStore {
-    async fn save(&self, execution: &StoredExecution) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        execution: &StoredExecution,
+        owner: &str,
+        lease_until_ms: u64,
+    ) -> Result<Fence, StoreError> {
         let execution = execution.clone();
-        self.with_conn(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO executions
-                     (id, workflow_id, status, created_at_ms, updated_at_ms, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(id) DO UPDATE SET
-                     workflow_id = excluded.workflow_id,
-                     status = excluded.status,
-                     updated_at_ms = excluded.updated_at_ms,
-                     body = excluded.body",
-            )?
-            .execute(params![
-                execution.id,
-                execution.workflow_id,
-                execution.status,
-                execution.created_at_ms,
-                execution.updated_at_ms,
-                execution.body,
-            ])?;
-            Ok(())
-        })
+        let owner = owner.to_owned();
+        let id = execution.id.clone();
+        let inserted = self
+            .with_conn(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO executions (id, workflow_id, status, created_at_ms,
+                         updated_at_ms, body, owner, fence, lease_until_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
+                     ON CONFLICT(id) DO NOTHING",
+                )?
+                .execute(params![
+                    execution.id,
+                    execution.workflow_id,
+                    execution.status,
+                    execution.created_at_ms,
+                    execution.updated_at_ms,
+                    execution.body,
+                    owner,
+                    lease_until_ms as i64,
+                ])
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Exists(id));
+        }
+        Ok(1)
+    }
+
+    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
+        fenced(
+            self,
+            &execution.id,
+            fence,
+            "UPDATE executions SET workflow_id = ?3, status = ?4, updated_at_ms = ?5, body = ?6
+             WHERE id = ?1 AND fence = ?2",
+            vec![
+                Value::Text(execution.workflow_id.clone()),
+                Value::Text(execution.status.clone()),
+                Value::Integer(execution.updated_at_ms),
+                Value::Blob(execution.body.clone()),
+            ],
+        )
         .await
     }
 
@@ -234,234 +270,4 @@ impl ExecutionStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn execution(id: &str, workflow_id: &str, status: &str, created_at_ms: i64) -> StoredExecution {
-        StoredExecution {
-            id: id.to_owned(),
-            workflow_id: workflow_id.to_owned(),
-            status: status.to_owned(),
-            created_at_ms,
-            updated_at_ms: created_at_ms,
-            body: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
-        }
-    }
-
-    fn ids(executions: &[StoredExecution]) -> Vec<&str> {
-        executions.iter().map(|e| e.id.as_str()).collect()
-    }
-
-    fn pragma_i64(store: &SqliteStore, name: &str) -> i64 {
-        store
-            .conn
-            .lock()
-            .unwrap()
-            .pragma_query_value(None, name, |row| row.get(0))
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn save_then_load_round_trips() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let mut original = execution("e1", "wf", "running", 1_000);
-        // Bytes that are not valid UTF-8 must survive: the body is a BLOB, not TEXT.
-        original.body = vec![0, 159, 146, 150, b'{', b'}'];
-        store.save(&original).await.unwrap();
-        assert_eq!(store.load("e1").await.unwrap(), Some(original));
-    }
-
-    #[tokio::test]
-    async fn load_of_unknown_id_is_none() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        store
-            .save(&execution("e1", "wf", "running", 1_000))
-            .await
-            .unwrap();
-        assert_eq!(store.load("nope").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn upsert_keeps_created_at_and_updates_the_rest() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        store
-            .save(&execution("e1", "wf", "running", 1_000))
-            .await
-            .unwrap();
-
-        let mut update = execution("e1", "wf", "completed", 5_000);
-        update.updated_at_ms = 6_000;
-        update.body = b"{\"done\":true}".to_vec();
-        store.save(&update).await.unwrap();
-
-        let loaded = store.load("e1").await.unwrap().unwrap();
-        assert_eq!(loaded.created_at_ms, 1_000);
-        assert_eq!(loaded.updated_at_ms, 6_000);
-        assert_eq!(loaded.status, "completed");
-        assert_eq!(loaded.body, b"{\"done\":true}".to_vec());
-        assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn list_filters_orders_newest_first_and_limits() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        for e in [
-            execution("a", "wf1", "completed", 1_000),
-            execution("b", "wf1", "running", 3_000),
-            execution("c", "wf2", "running", 2_000),
-            execution("d", "wf1", "running", 3_000),
-            execution("e", "wf1", "failed", 4_000),
-        ] {
-            store.save(&e).await.unwrap();
-        }
-
-        let all = store.list(&ListFilter::default()).await.unwrap();
-        assert_eq!(ids(&all), ["e", "d", "b", "c", "a"]);
-        assert_eq!(all[4], execution("a", "wf1", "completed", 1_000));
-
-        let wf1 = ListFilter {
-            workflow_id: Some("wf1".into()),
-            ..ListFilter::default()
-        };
-        assert_eq!(ids(&store.list(&wf1).await.unwrap()), ["e", "d", "b", "a"]);
-
-        let running = ListFilter {
-            status: Some("running".into()),
-            ..ListFilter::default()
-        };
-        assert_eq!(ids(&store.list(&running).await.unwrap()), ["d", "b", "c"]);
-
-        let wf1_running_limited = ListFilter {
-            workflow_id: Some("wf1".into()),
-            status: Some("running".into()),
-            limit: Some(1),
-        };
-        assert_eq!(ids(&store.list(&wf1_running_limited).await.unwrap()), ["d"]);
-
-        let limited = ListFilter {
-            limit: Some(2),
-            ..ListFilter::default()
-        };
-        assert_eq!(ids(&store.list(&limited).await.unwrap()), ["e", "d"]);
-
-        let zero = ListFilter {
-            limit: Some(0),
-            ..ListFilter::default()
-        };
-        assert!(store.list(&zero).await.unwrap().is_empty());
-
-        let none = ListFilter {
-            workflow_id: Some("missing".into()),
-            ..ListFilter::default()
-        };
-        assert!(store.list(&none).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn open_creates_parent_directories_and_configures_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested/deeper/orca.db");
-        let store = SqliteStore::open(&path).unwrap();
-        assert!(path.exists());
-
-        let mode: String = store
-            .conn
-            .lock()
-            .unwrap()
-            .pragma_query_value(None, "journal_mode", |row| row.get(0))
-            .unwrap();
-        assert_eq!(mode.to_ascii_lowercase(), "wal");
-        // FULL is 2.
-        assert_eq!(pragma_i64(&store, "synchronous"), 2);
-        assert_eq!(pragma_i64(&store, "busy_timeout"), 5_000);
-        assert_eq!(pragma_i64(&store, "user_version"), MIGRATIONS.len() as i64);
-    }
-
-    #[tokio::test]
-    async fn data_survives_closing_and_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orca.db");
-        let original = execution("e1", "wf", "completed", 1_000);
-        {
-            let store = SqliteStore::open(&path).unwrap();
-            store.save(&original).await.unwrap();
-        }
-
-        // Reopening must not re-run migration 1 (it would fail on the existing table).
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(pragma_i64(&store, "user_version"), 1);
-        assert_eq!(store.load("e1").await.unwrap(), Some(original));
-    }
-
-    #[tokio::test]
-    async fn refuses_a_schema_newer_than_it_knows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orca.db");
-        drop(SqliteStore::open(&path).unwrap());
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
-
-        let err = SqliteStore::open(&path).unwrap_err().to_string();
-        assert!(err.contains("schema version 99"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn two_stores_on_one_file_see_each_others_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shared.db");
-        let first = SqliteStore::open(&path).unwrap();
-        let second = SqliteStore::open(&path).unwrap();
-
-        let from_first = execution("a", "wf", "running", 1_000);
-        first.save(&from_first).await.unwrap();
-        assert_eq!(second.load("a").await.unwrap(), Some(from_first));
-
-        let mut update = execution("a", "wf", "completed", 9_000);
-        update.updated_at_ms = 2_000;
-        second.save(&update).await.unwrap();
-        second
-            .save(&execution("b", "wf", "running", 3_000))
-            .await
-            .unwrap();
-
-        let seen = first.load("a").await.unwrap().unwrap();
-        assert_eq!(seen.status, "completed");
-        assert_eq!(seen.created_at_ms, 1_000);
-        assert_eq!(seen.updated_at_ms, 2_000);
-        assert_eq!(
-            ids(&first.list(&ListFilter::default()).await.unwrap()),
-            ["b", "a"]
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_writers_on_one_file_do_not_fail() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("busy.db");
-        let stores = [
-            SqliteStore::open(&path).unwrap(),
-            SqliteStore::open(&path).unwrap(),
-        ];
-
-        let mut tasks = Vec::new();
-        for (n, store) in stores.iter().enumerate() {
-            for i in 0..25 {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    let id = format!("s{n}-{i:02}");
-                    store.save(&execution(&id, "wf", "running", i)).await
-                }));
-            }
-        }
-        for task in tasks {
-            task.await.unwrap().unwrap();
-        }
-
-        assert_eq!(
-            stores[0].list(&ListFilter::default()).await.unwrap().len(),
-            50
-        );
-    }
-}
+mod tests;

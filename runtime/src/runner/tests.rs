@@ -1,0 +1,234 @@
+//! The runner's lease handling, on the memory store with a scripted invoker: who may resume,
+//! and that a runner which was fenced out stops instead of writing on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::definition::DefinitionSet;
+use crate::engine::Bindings;
+use crate::invoke::{Failure, Request, Response};
+use crate::store::{Claim, LeaseStore, MemoryStore};
+
+const WORKFLOW: &str = r#"apiVersion: orca.dev/v1
+kind: SequentialOrchestration
+metadata:
+  name: two-steps
+spec:
+  steps:
+    - name: first
+      api: svc
+      endpoint: /first
+      method: POST
+    - name: second
+      api: svc
+      endpoint: /second
+      method: POST
+"#;
+
+/// Answers 200 to every call once a permit is available; counts the calls.
+struct Gated {
+    permits: Semaphore,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Invoker for Gated {
+    async fn invoke(&self, _request: &Request, _attempt: u32) -> Result<Response, Failure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.permits
+            .acquire()
+            .await
+            .expect("the semaphore stays open")
+            .forget();
+        Ok(Response {
+            status: 200,
+            headers: BTreeMap::new(),
+            body: json!({"ok": true}),
+        })
+    }
+}
+
+struct FixedClock(AtomicU64);
+
+impl Clock for FixedClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn source() -> (WorkflowSource, Plan) {
+    let sources = vec![Source {
+        name: "wf.yaml".into(),
+        text: WORKFLOW.into(),
+    }];
+    let set = DefinitionSet::load(sources.clone()).unwrap();
+    let plan = plan::compile(&set, None).unwrap();
+    let workflow = WorkflowSource {
+        name: plan.workflow_id.clone(),
+        sources,
+    };
+    (workflow, plan)
+}
+
+fn bindings() -> Bindings {
+    Bindings {
+        tenant: "default".into(),
+        services: BTreeMap::from([("svc".to_string(), "http://svc.test".to_string())]),
+        components: BTreeMap::new(),
+    }
+}
+
+fn gated(permits: usize) -> Arc<Gated> {
+    Arc::new(Gated {
+        permits: Semaphore::new(permits),
+        calls: AtomicUsize::new(0),
+    })
+}
+
+fn fast_leases() -> LeaseSettings {
+    LeaseSettings {
+        duration: Duration::from_millis(300),
+        renew_every: Duration::from_millis(50),
+    }
+}
+
+/// Starts an execution on `store` whose first call blocks; returns its id once it is stored.
+async fn stuck_execution(store: &Arc<MemoryStore>, owner: &str) -> (String, Arc<Gated>) {
+    let invoker = gated(0);
+    let runner = Runner::new(store.clone(), invoker.clone())
+        .with_owner(owner)
+        .with_lease(fast_leases());
+    let (workflow, plan) = source();
+    tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
+    for _ in 0..200 {
+        if invoker.calls.load(Ordering::SeqCst) > 0 {
+            let listed = store.list(&Default::default()).await.unwrap();
+            return (listed[0].id.clone(), invoker);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the execution never called its first step");
+}
+
+#[tokio::test]
+async fn a_finished_run_releases_its_lease() {
+    let store = Arc::new(MemoryStore::new());
+    let runner = Runner::new(store.clone(), gated(10)).with_owner("me");
+    let (workflow, plan) = source();
+    let execution = runner
+        .run(workflow, &plan, json!({}), bindings())
+        .await
+        .unwrap();
+    assert_eq!(execution.status, Status::Completed);
+    assert_eq!(store.lease(&execution.id).await.unwrap(), None);
+    assert!(store.list_expired(u64::MAX, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn resuming_an_execution_a_live_owner_holds_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    let (id, _held) = stuck_execution(&store, "other-host/1/abc").await;
+    let runner = Runner::new(store.clone(), gated(10)).with_owner("me");
+    let err = runner.resume(&id, &BTreeMap::new()).await.unwrap_err();
+    assert!(
+        matches!(&err, RunError::Leased { owner, .. } if owner == "other-host/1/abc"),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("other-host/1/abc") && message.contains("lease until"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_owner_on_this_host_is_taken_over_at_once() {
+    let store = Arc::new(MemoryStore::new());
+    // A pid that cannot exist (above Linux's maximum), on this host.
+    let dead = format!("{}/4999999/abc", owner_id().split('/').next().unwrap());
+    let (id, stuck) = stuck_execution(&store, &dead).await;
+    let runner = Runner::new(store.clone(), gated(10)).with_owner("me");
+    let execution = runner.resume(&id, &BTreeMap::new()).await.unwrap();
+    assert_eq!(execution.status, Status::Completed);
+    // The original runner, still waiting on its call, now holds a stale fence.
+    stuck.permits.add_permits(10);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "completed");
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    let store = Arc::new(MemoryStore::new());
+    let (workflow, plan) = source();
+    let execution = Execution::start(&plan, "e1".into(), json!({}), bindings(), 1_000).0;
+    let record = ExecutionRecord {
+        workflow,
+        execution,
+    };
+    let writer = Runner::new(store.clone(), gated(0));
+    store
+        .create(&writer.stored(&record).unwrap(), "other-host/1/abc", 5_000)
+        .await
+        .unwrap();
+    let clock = Arc::new(FixedClock(AtomicU64::new(4_000)));
+    let runner = Runner::new(store.clone(), gated(10))
+        .with_owner("me")
+        .with_clock(clock.clone());
+    assert!(matches!(
+        runner.resume("e1", &BTreeMap::new()).await,
+        Err(RunError::Leased { .. })
+    ));
+    clock.0.store(6_000, Ordering::SeqCst);
+    let done = runner.resume("e1", &BTreeMap::new()).await.unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert!(matches!(
+        runner.resume("e1", &BTreeMap::new()).await,
+        Err(RunError::NotRunning { .. })
+    ));
+    assert!(matches!(
+        runner.resume("nope", &BTreeMap::new()).await,
+        Err(RunError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_runner_that_was_fenced_out_stops() {
+    let store = Arc::new(MemoryStore::new());
+    let invoker = gated(0);
+    let runner = Runner::new(store.clone(), invoker.clone())
+        .with_owner("first")
+        .with_lease(fast_leases());
+    let (workflow, plan) = source();
+    let running =
+        tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
+    while invoker.calls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let id = store.list(&Default::default()).await.unwrap()[0].id.clone();
+    let lease = store.lease(&id).await.unwrap().unwrap();
+    let claim = Claim {
+        owner: "second",
+        until_ms: u64::MAX,
+        now_ms: 0,
+        take_over: Some(lease.fence),
+    };
+    store.claim(&id, &claim).await.unwrap().unwrap();
+
+    let outcome = tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the fenced runner stops on its next renewal")
+        .unwrap();
+    assert!(
+        matches!(&outcome, Err(RunError::LeaseLost { id: lost, .. }) if *lost == id),
+        "{outcome:?}"
+    );
+    assert_eq!(invoker.calls.load(Ordering::SeqCst), 1, "no further call");
+    assert_eq!(store.load(&id).await.unwrap().unwrap().status, "running");
+}

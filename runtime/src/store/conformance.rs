@@ -1,0 +1,247 @@
+//! One behavioural suite that every [`ExecutionStore`] backend must pass.
+//!
+//! The runner is written against the trait, so a backend that differs in some corner (an
+//! upsert that resets `created_at_ms`, a claim that ignores the fence) would break crash
+//! recovery only in production. Each backend's test module calls [`suite!`] with a function
+//! returning a fresh, isolated fixture (its own schema, key prefix or file).
+
+use super::{Claim, ExecutionStore, ListFilter, StoreError, StoredExecution};
+
+pub(crate) fn execution(
+    id: &str,
+    workflow_id: &str,
+    status: &str,
+    created: i64,
+) -> StoredExecution {
+    StoredExecution {
+        id: id.to_owned(),
+        workflow_id: workflow_id.to_owned(),
+        status: status.to_owned(),
+        created_at_ms: created,
+        updated_at_ms: created,
+        body: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+    }
+}
+
+fn ids(executions: &[StoredExecution]) -> Vec<&str> {
+    executions.iter().map(|e| e.id.as_str()).collect()
+}
+
+fn claim(owner: &str, until_ms: u64, now_ms: u64) -> Claim<'_> {
+    Claim {
+        owner,
+        until_ms,
+        now_ms,
+        take_over: None,
+    }
+}
+
+pub(crate) async fn round_trip(store: &dyn ExecutionStore) {
+    let mut original = execution("e1", "wf", "running", 1_000);
+    // Bytes that are not valid UTF-8 must survive: the body is binary, not text.
+    original.body = vec![0, 159, 146, 150, b'{', b'}'];
+    assert_eq!(store.create(&original, "a", 5_000).await.unwrap(), 1);
+    assert_eq!(store.load("e1").await.unwrap(), Some(original));
+    assert_eq!(store.load("nope").await.unwrap(), None);
+    assert!(matches!(
+        store.create(&execution("e1", "wf", "running", 9), "b", 1).await,
+        Err(StoreError::Exists(id)) if id == "e1"
+    ));
+}
+
+pub(crate) async fn save_keeps_created_at_and_updates_the_rest(store: &dyn ExecutionStore) {
+    let fence = store
+        .create(&execution("e1", "wf", "running", 1_000), "a", 5_000)
+        .await
+        .unwrap();
+    let mut update = execution("e1", "wf", "completed", 5_000);
+    update.updated_at_ms = 6_000;
+    update.body = b"{\"done\":true}".to_vec();
+    store.save(&update, fence).await.unwrap();
+
+    let loaded = store.load("e1").await.unwrap().unwrap();
+    assert_eq!(loaded.created_at_ms, 1_000);
+    assert_eq!(loaded.updated_at_ms, 6_000);
+    assert_eq!(loaded.status, "completed");
+    assert_eq!(loaded.body, b"{\"done\":true}".to_vec());
+    assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.save(&execution("nope", "wf", "running", 1), 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn list_filters_orders_newest_first_and_limits(store: &dyn ExecutionStore) {
+    for e in [
+        execution("a", "wf1", "completed", 1_000),
+        execution("b", "wf1", "running", 3_000),
+        execution("c", "wf2", "running", 2_000),
+        execution("d", "wf1", "running", 3_000),
+        execution("e", "wf1", "failed", 4_000),
+    ] {
+        store.create(&e, "o", 1).await.unwrap();
+    }
+    let list = |workflow_id: Option<&str>, status: Option<&str>, limit: Option<usize>| {
+        let filter = ListFilter {
+            workflow_id: workflow_id.map(str::to_owned),
+            status: status.map(str::to_owned),
+            limit,
+        };
+        async move { store.list(&filter).await.unwrap() }
+    };
+
+    let all = list(None, None, None).await;
+    assert_eq!(ids(&all), ["e", "d", "b", "c", "a"]);
+    assert_eq!(all[4], execution("a", "wf1", "completed", 1_000));
+    assert_eq!(
+        ids(&list(Some("wf1"), None, None).await),
+        ["e", "d", "b", "a"]
+    );
+    assert_eq!(
+        ids(&list(None, Some("running"), None).await),
+        ["d", "b", "c"]
+    );
+    assert_eq!(
+        ids(&list(Some("wf1"), Some("running"), Some(1)).await),
+        ["d"]
+    );
+    assert_eq!(ids(&list(None, None, Some(2)).await), ["e", "d"]);
+    assert!(list(None, None, Some(0)).await.is_empty());
+    assert!(list(Some("missing"), None, None).await.is_empty());
+}
+
+/// The property crash recovery rests on: a second claimant is refused while the lease runs,
+/// wins once it expired, and from then on the first owner can no longer write.
+pub(crate) async fn fencing_locks_out_the_previous_owner(store: &dyn ExecutionStore) {
+    let first = store
+        .create(&execution("e1", "wf", "running", 1_000), "a", 10_000)
+        .await
+        .unwrap();
+    let lease = store.lease("e1").await.unwrap().unwrap();
+    assert_eq!((lease.owner.as_str(), lease.fence), ("a", first));
+    assert_eq!(lease.until_ms, 10_000);
+
+    assert_eq!(
+        store.claim("e1", &claim("b", 20_000, 9_000)).await.unwrap(),
+        None
+    );
+    store.renew("e1", first, 12_000).await.unwrap();
+    assert_eq!(
+        store
+            .claim("e1", &claim("b", 20_000, 11_000))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let second = store
+        .claim("e1", &claim("b", 20_000, 12_001))
+        .await
+        .unwrap()
+        .expect("the lease expired");
+    assert!(second > first);
+    let mut stale = execution("e1", "wf", "failed", 1_000);
+    stale.body = b"stale".to_vec();
+    assert!(matches!(
+        store.save(&stale, first).await,
+        Err(StoreError::Fenced { fence, .. }) if fence == first
+    ));
+    assert!(matches!(
+        store.renew("e1", first, 30_000).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.release("e1", first).await,
+        Err(StoreError::Fenced { .. })
+    ));
+
+    let mut fresh = execution("e1", "wf", "completed", 1_000);
+    fresh.body = b"fresh".to_vec();
+    store.save(&fresh, second).await.unwrap();
+    assert_eq!(store.load("e1").await.unwrap().unwrap().body, b"fresh");
+    let lease = store.lease("e1").await.unwrap().unwrap();
+    assert_eq!((lease.owner.as_str(), lease.fence), ("b", second));
+
+    // Released: nobody holds it, anyone may claim, and the fence keeps growing.
+    store.release("e1", second).await.unwrap();
+    assert_eq!(store.lease("e1").await.unwrap(), None);
+    let third = store
+        .claim("e1", &claim("c", 1, 0))
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert!(third > second);
+    assert!(matches!(
+        store.claim("nope", &claim("c", 1, 0)).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn take_over_is_a_compare_and_swap(store: &dyn ExecutionStore) {
+    let first = store
+        .create(&execution("e1", "wf", "running", 1_000), "a", 10_000)
+        .await
+        .unwrap();
+    let mut stale_view = claim("b", 20_000, 0);
+    stale_view.take_over = Some(first + 7);
+    assert_eq!(store.claim("e1", &stale_view).await.unwrap(), None);
+
+    let mut take_over = claim("b", 20_000, 0);
+    take_over.take_over = Some(first);
+    let second = store.claim("e1", &take_over).await.unwrap().unwrap();
+    assert!(second > first);
+    // The same owner claiming again (a retry after a lost reply) is allowed.
+    let again = store.claim("e1", &claim("b", 20_000, 0)).await.unwrap();
+    assert!(again.is_some_and(|f| f > second));
+}
+
+pub(crate) async fn list_expired_finds_dead_owners_only(store: &dyn ExecutionStore) {
+    for (id, until) in [("x", 500), ("y", 100), ("z", 5_000), ("r", 50)] {
+        store
+            .create(&execution(id, "wf", "running", 1), "o", until)
+            .await
+            .unwrap();
+    }
+    store.release("r", 1).await.unwrap();
+    let expired: Vec<(String, u64)> = store
+        .list_expired(1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.execution_id, l.until_ms))
+        .collect();
+    assert_eq!(expired, [("y".to_string(), 100), ("x".to_string(), 500)]);
+    let first = store.list_expired(1_000, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].execution_id, "y");
+    assert_eq!(first[0].owner, "o");
+    assert!(store.list_expired(10, 10).await.unwrap().is_empty());
+}
+
+/// Expands to one `#[tokio::test]` per check, each on a fresh fixture from `$fresh()`: an
+/// async fn returning a value with `store(&self) -> &dyn ExecutionStore`, which cleans up
+/// (drops its schema, deletes its keys) when dropped.
+macro_rules! suite {
+    ($fresh:ident) => {
+        $crate::store::conformance::suite!(
+            @tests $fresh,
+            round_trip,
+            save_keeps_created_at_and_updates_the_rest,
+            list_filters_orders_newest_first_and_limits,
+            fencing_locks_out_the_previous_owner,
+            take_over_is_a_compare_and_swap,
+            list_expired_finds_dead_owners_only
+        );
+    };
+    (@tests $fresh:ident, $($check:ident),+) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let fixture = $fresh().await;
+                $crate::store::conformance::$check(fixture.store()).await;
+            }
+        )+
+    };
+}
+
+pub(crate) use suite;
