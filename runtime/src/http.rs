@@ -164,8 +164,13 @@ impl HttpInvoker {
 
 #[async_trait]
 impl Invoker for HttpInvoker {
-    async fn invoke(&self, request: &Request) -> Result<Response, Failure> {
-        let Request::Http(http) = request;
+    async fn invoke(&self, request: &Request, _attempt: u32) -> Result<Response, Failure> {
+        let Request::Http(http) = request else {
+            return Err(Failure::new(
+                FailureKind::Invalid,
+                format!("{} is not an HTTP request", request.describe()),
+            ));
+        };
         let described = request.describe();
         // One deadline around everything, body included: a server that trickles its body must
         // not be able to hold a step longer than its timeout.
@@ -398,6 +403,7 @@ mod tests {
             body: None,
             timeout_ms: 5_000,
             idempotency_key: "exec-1:step-1".to_owned(),
+            service: None,
         }
     }
 
@@ -414,7 +420,7 @@ mod tests {
     }
 
     async fn invoke(invoker: &HttpInvoker, request: HttpRequest) -> Result<Response, Failure> {
-        invoker.invoke(&Request::Http(request)).await
+        invoker.invoke(&Request::Http(request), 1).await
     }
 
     /// A body that never ends, to prove the invoker stops on its own rather than at EOF.

@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::component::{ComponentRequest, Phase};
+
 /// A rendered call, stored on the execution before it is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     Http(HttpRequest),
+    Component(ComponentRequest),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +29,9 @@ pub struct HttpRequest {
     pub timeout_ms: u64,
     /// Sent as `Idempotency-Key`; the same for every attempt of one step of one execution.
     pub idempotency_key: String,
+    /// The service name the URL was bound from, for metrics labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl Request {
@@ -33,6 +39,10 @@ impl Request {
     pub fn describe(&self) -> String {
         match self {
             Request::Http(http) => format!("{} {}", http.method, http.url),
+            Request::Component(c) => match c.phase {
+                Phase::Run => format!("component {}", c.component),
+                Phase::Compensate => format!("component {} (compensate)", c.component),
+            },
         }
     }
 }
@@ -67,6 +77,30 @@ pub enum FailureKind {
     BodyTooLarge,
     /// The request could not be built or sent (bad URL, …); never retried.
     Invalid,
+    /// A component returned an error; it says whether trying again may help.
+    Guest {
+        retryable: bool,
+    },
+    /// A component was stopped by the host.
+    Trap(TrapKind),
+}
+
+/// Why the host stopped a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrapKind {
+    /// It ran past its wall-clock deadline.
+    Deadline,
+    /// It tried to grow memory past its cap.
+    Memory,
+    /// It used up its fuel.
+    Fuel,
+    /// Its call stack overflowed (runaway recursion).
+    StackOverflow,
+    /// Its result was larger than allowed.
+    ResultTooLarge,
+    /// Any other trap (a panic, `unreachable`, a bad result) or a failure to instantiate.
+    Crash,
 }
 
 impl Failure {
@@ -80,7 +114,31 @@ impl Failure {
 }
 
 /// Carries out requests. Implementations enforce the request's timeout themselves.
+/// `attempt` is 1 for the first try; components see it in their context.
 #[async_trait]
 pub trait Invoker: Send + Sync {
-    async fn invoke(&self, request: &Request) -> Result<Response, Failure>;
+    async fn invoke(&self, request: &Request, attempt: u32) -> Result<Response, Failure>;
+}
+
+/// Sends each request to the invoker for its kind.
+pub struct Dispatcher {
+    pub http: std::sync::Arc<dyn Invoker>,
+    /// `None` when this process runs no Wasm host.
+    pub component: Option<std::sync::Arc<dyn Invoker>>,
+}
+
+#[async_trait]
+impl Invoker for Dispatcher {
+    async fn invoke(&self, request: &Request, attempt: u32) -> Result<Response, Failure> {
+        match request {
+            Request::Http(_) => self.http.invoke(request, attempt).await,
+            Request::Component(_) => match &self.component {
+                Some(wasm) => wasm.invoke(request, attempt).await,
+                None => Err(Failure::new(
+                    FailureKind::Invalid,
+                    format!("{}: this process has no Wasm host", request.describe()),
+                )),
+            },
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! Orca's runtime: workflow definitions, the engine that runs them, and the pieces it drives.
 
+pub mod component;
 pub mod definition;
 pub mod engine;
 pub mod expr;
 pub mod http;
 pub mod invoke;
+pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod retry;
@@ -12,3 +14,4 @@ pub mod runner;
 pub mod services;
 pub mod store;
 pub mod view;
+pub mod wasm;

@@ -7,11 +7,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
-use orca_runtime::definition::{DefinitionSet, Document, Kind, LoadError, Source};
+use orca_runtime::definition::{DefinitionSet, LoadError, Source};
+use orca_runtime::engine::Bindings;
 use orca_runtime::http::{HttpConfig, HttpInvoker};
-use orca_runtime::progress::StderrProgress;
+use orca_runtime::invoke::{Dispatcher, Invoker};
+use orca_runtime::metrics::{Metered, Metrics};
+use orca_runtime::progress::{Both, StderrProgress};
 use orca_runtime::runner::{RunError, Runner, WorkflowSource};
-use orca_runtime::store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore};
+use orca_runtime::store::kv::MemoryKv;
+use orca_runtime::store::{self, ExecutionStore, ListFilter, StoreConfig, StoreError};
+use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost, bind_components};
 use orca_runtime::{plan, services, view};
 
 #[derive(Parser)]
@@ -27,8 +32,10 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
-    /// Where executions are kept: `sqlite:PATH` (default: ~/.local/share/orca/orca.db) or
-    /// `memory` (gone when the process exits).
+    /// Where executions are kept: `sqlite:PATH` (default: ~/.local/share/orca/orca.db),
+    /// `postgresql://…`, `redis://…[?ttl=24h&prefix=orca:&persistence=postgresql]`, a YAML
+    /// file with a StateStore document, or `memory` (gone when the process exits).
+    /// ORCA_REDIS_URL and ORCA_POSTGRES_URL override a StateStore document's endpoints.
     #[arg(long, env = "ORCA_STORE", global = true)]
     store: Option<String>,
 }
@@ -56,6 +63,9 @@ enum Command {
         /// Fail a step whose response body is larger than this many bytes.
         #[arg(long, default_value_t = 10 * 1024 * 1024)]
         max_body_bytes: usize,
+        /// Write the run's Prometheus metrics (text format) to this file when it ends.
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -74,6 +84,9 @@ enum Command {
         services: Vec<(String, String)>,
         #[arg(long, default_value_t = 10 * 1024 * 1024)]
         max_body_bytes: usize,
+        /// Write the run's Prometheus metrics (text format) to this file when it ends.
+        #[arg(long)]
+        metrics_out: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -124,7 +137,9 @@ impl From<anyhow::Error> for Failure {
 impl From<RunError> for Failure {
     fn from(e: RunError) -> Self {
         match e {
-            RunError::NotFound(_) | RunError::NotRunning { .. } => Failure::BadInput(e.to_string()),
+            RunError::NotFound(_) | RunError::NotRunning { .. } | RunError::Leased { .. } => {
+                Failure::BadInput(e.to_string())
+            }
             other => Failure::Runtime(other.into()),
         }
     }
@@ -187,6 +202,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             input,
             services,
             max_body_bytes,
+            metrics_out,
             store,
         } => {
             let set = load(&files)?;
@@ -196,13 +212,26 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             let overrides: BTreeMap<String, String> = services.into_iter().collect();
             let bindings =
                 services::resolve(&plan.services, &set, &overrides, |k| std::env::var(k).ok());
-            let store = open_store(store.store.as_deref(), Some(&set))?;
-            let runner = runner(store, max_body_bytes)?;
+            let store = open_store(store.store.as_deref(), Some(&set)).await?;
+            let Host {
+                runner,
+                wasm,
+                metrics,
+            } = host(store, max_body_bytes)?;
+            let components = bind_components(&set, &wasm)?;
             let source = WorkflowSource {
                 name: plan.workflow_id.clone(),
                 sources: set.sources.clone(),
             };
+            let bindings = Bindings {
+                tenant: "default".to_string(),
+                services: bindings,
+                components,
+            };
             let execution = runner.run(source, &plan, input, bindings).await?;
+            if let Some(path) = metrics_out {
+                write_metrics(&path, &metrics)?;
+            }
             print_json(&view::execution(&execution));
             Ok(execution.status.exit_code() as u8)
         }
@@ -210,12 +239,18 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             id,
             services,
             max_body_bytes,
+            metrics_out,
             store,
         } => {
-            let store = open_store(store.store.as_deref(), None)?;
-            let runner = runner(store, max_body_bytes)?;
+            let store = open_store(store.store.as_deref(), None).await?;
+            let Host {
+                runner, metrics, ..
+            } = host(store, max_body_bytes)?;
             let overrides: BTreeMap<String, String> = services.into_iter().collect();
             let execution = runner.resume(&id, &overrides).await?;
+            if let Some(path) = metrics_out {
+                write_metrics(&path, &metrics)?;
+            }
             print_json(&view::execution(&execution));
             Ok(execution.status.exit_code() as u8)
         }
@@ -226,7 +261,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 limit,
                 store,
             } => {
-                let store = open_store(store.store.as_deref(), None)?;
+                let store = open_store(store.store.as_deref(), None).await?;
                 let rows = store
                     .list(&ListFilter {
                         workflow_id: workflow,
@@ -248,8 +283,8 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 Ok(0)
             }
             ExecutionsCommand::Show { id, store } => {
-                let store = open_store(store.store.as_deref(), None)?;
-                let runner = runner(store, 0)?;
+                let store = open_store(store.store.as_deref(), None).await?;
+                let runner = host(store, 0)?.runner;
                 let record = runner.load(&id).await?;
                 print_json(&view::execution(&record.execution));
                 Ok(0)
@@ -258,13 +293,64 @@ async fn execute(command: Command) -> Result<u8, Failure> {
     }
 }
 
-fn runner(store: Arc<dyn ExecutionStore>, max_body_bytes: usize) -> Result<Runner, Failure> {
-    let invoker = HttpInvoker::new(HttpConfig {
-        max_body_bytes,
-        ..HttpConfig::default()
+/// The Wasm host and the runner around it, for one CLI command.
+struct Host {
+    runner: Runner,
+    wasm: Arc<WasmHost>,
+    metrics: Metrics,
+}
+
+fn host(store: Arc<dyn ExecutionStore>, max_body_bytes: usize) -> Result<Host, Failure> {
+    let http: Arc<dyn Invoker> = Arc::new(
+        HttpInvoker::new(HttpConfig {
+            max_body_bytes,
+            ..HttpConfig::default()
+        })
+        .context("creating the HTTP client")?,
+    );
+    let data = data_dir();
+    let wasm = Arc::new(
+        WasmHost::new(
+            ComponentBlobs::new(data.join("components")),
+            HostServices {
+                http: http.clone(),
+                kv: Arc::new(MemoryKv::new()),
+            },
+            Some(&data.join("cache")),
+        )
+        .context("starting the Wasm host")?,
+    );
+    let dispatcher = Dispatcher {
+        http,
+        component: Some(wasm.clone()),
+    };
+    let metrics = Metrics::new();
+    let invoker = Metered::new(Arc::new(dispatcher), metrics.clone());
+    let runner = Runner::new(store, Arc::new(invoker))
+        .with_progress(Arc::new(Both(StderrProgress, metrics.clone())));
+    Ok(Host {
+        runner,
+        wasm,
+        metrics,
     })
-    .context("creating the HTTP client")?;
-    Ok(Runner::new(store, Arc::new(invoker)).with_progress(Arc::new(StderrProgress)))
+}
+
+/// Orca's files: `$ORCA_HOME`, else `$XDG_DATA_HOME/orca`, else `~/.local/share/orca`.
+fn data_dir() -> PathBuf {
+    if let Ok(home) = std::env::var("ORCA_HOME") {
+        return PathBuf::from(home);
+    }
+    std::env::var("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|_| PathBuf::from("."))
+        .join("orca")
+}
+
+fn write_metrics(path: &std::path::Path, metrics: &Metrics) -> Result<(), Failure> {
+    std::fs::write(path, metrics.render())
+        .with_context(|| format!("writing metrics to {}", path.display()))?;
+    Ok(())
 }
 
 fn load(files: &[PathBuf]) -> Result<DefinitionSet, Failure> {
@@ -299,49 +385,21 @@ fn parse_input(text: &str) -> Result<serde_json::Value, Failure> {
 }
 
 /// The store from `--store`/`ORCA_STORE`, else a `StateStore` document, else the default file.
-fn open_store(
+async fn open_store(
     flag: Option<&str>,
     set: Option<&DefinitionSet>,
 ) -> Result<Arc<dyn ExecutionStore>, Failure> {
-    let spec = match flag {
-        Some(s) => s.to_string(),
-        None => match set.and_then(|s| s.of_kind(Kind::StateStore).next()) {
-            Some(doc) => match &doc.document {
-                Document::StateStore(m) => match m.spec.store_type.value.as_str() {
-                    "memory" => "memory".to_string(),
-                    "sqlite" => match &m.spec.path {
-                        Some(p) => format!("sqlite:{}", p.value),
-                        None => default_store(),
-                    },
-                    other => {
-                        return Err(Failure::BadInput(format!(
-                            "{}: the `{other}` state store is not available in this build yet; use a sqlite store (--store sqlite:PATH)",
-                            doc.position.file
-                        )));
-                    }
-                },
-                _ => unreachable!("of_kind(StateStore) yields StateStore documents"),
-            },
-            None => default_store(),
-        },
-    };
-    if spec == "memory" {
-        return Ok(Arc::new(MemoryStore::new()));
-    }
-    let path = spec
-        .strip_prefix("sqlite://")
-        .or_else(|| spec.strip_prefix("sqlite:"))
-        .ok_or_else(|| Failure::BadInput(format!("--store `{spec}`: use sqlite:PATH or memory")))?;
-    let store = SqliteStore::open(path).map_err(|e| anyhow!("opening {path}: {e}"))?;
-    Ok(Arc::new(store))
+    let env = |name: &str| std::env::var(name).ok();
+    let config = StoreConfig::resolve(flag, set, &env).map_err(store_failure)?;
+    store::open(&config).await.map_err(store_failure)
 }
 
-fn default_store() -> String {
-    let base = std::env::var("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|_| PathBuf::from("."));
-    format!("sqlite:{}", base.join("orca").join("orca.db").display())
+/// Wrong settings are the user's to fix (exit 2); an unreachable server is a runtime failure.
+fn store_failure(error: StoreError) -> Failure {
+    match error {
+        StoreError::Config(message) => Failure::BadInput(message),
+        other => Failure::Runtime(anyhow!(other)),
+    }
 }
 
 /// Prints to stdout; a closed pipe (`orca run … | head`) is not an error worth a panic.

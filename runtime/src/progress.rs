@@ -189,3 +189,28 @@ fn millis(ms: u64) -> String {
         format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
+
+/// Reports to two observers (for example stderr lines and metrics).
+pub struct Both<A, B>(pub A, pub B);
+
+impl<A: Progress, B: Progress> Progress for Both<A, B> {
+    fn started(&self, execution: &Execution) {
+        self.0.started(execution);
+        self.1.started(execution);
+    }
+
+    fn resumed(&self, execution: &Execution) {
+        self.0.resumed(execution);
+        self.1.resumed(execution);
+    }
+
+    fn changed(&self, plan: &Plan, before: &Execution, after: &Execution) {
+        self.0.changed(plan, before, after);
+        self.1.changed(plan, before, after);
+    }
+
+    fn finished(&self, execution: &Execution) {
+        self.0.finished(execution);
+        self.1.finished(execution);
+    }
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::invoke::FailureKind;
+use crate::invoke::{FailureKind, TrapKind};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Strategy {
@@ -87,9 +87,12 @@ impl RetryOn {
             FailureKind::Status(s) => {
                 self.statuses.contains(&s) || self.classes.contains(&(s / 100))
             }
-            FailureKind::Timeout => self.timeout,
+            FailureKind::Timeout | FailureKind::Trap(TrapKind::Deadline) => self.timeout,
             FailureKind::Connection => self.connection,
-            FailureKind::BodyTooLarge | FailureKind::Invalid => false,
+            // A guest that says its error is transient is retried under any policy that
+            // retries at all; one that says it is not, never.
+            FailureKind::Guest { retryable } => retryable,
+            FailureKind::BodyTooLarge | FailureKind::Invalid | FailureKind::Trap(_) => false,
         }
     }
 }

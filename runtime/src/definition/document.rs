@@ -73,12 +73,18 @@ pub struct StepDef {
     /// JSON body; strings inside may hold `${ expr }` templates. Defaults to the execution input.
     #[serde(default)]
     pub body: Option<Spanned<serde_json::Value>>,
+    /// A `Component` to run instead of an HTTP call.
+    #[serde(default)]
+    pub component: Option<Text>,
+    /// The component's `config` for this use (templates allowed), merged over its defaults.
+    #[serde(default)]
+    pub config: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub depends_on: Vec<Text>,
     #[serde(default)]
     pub parallel: bool,
     #[serde(default)]
-    pub condition: Option<Text>,
+    pub condition: Option<Spanned<ConditionDef>>,
     #[serde(default)]
     pub retry_policy: Option<Text>,
     #[serde(default)]
@@ -89,14 +95,37 @@ pub struct StepDef {
     pub compensation: Option<Spanned<CompensationDef>>,
 }
 
-/// The undo call of a step (the saga's compensating action).
+/// A step's condition: a CEL expression, or a condition component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ConditionDef {
+    Expression(String),
+    Component(ComponentUseDef),
+}
+
+/// `{component: NAME, config: {...}}` where a component stands in for an expression.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ComponentUseDef {
+    pub component: String,
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// The undo call of a step (the saga's compensating action): an HTTP call or a component.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CompensationDef {
     #[serde(default)]
     pub name: Option<Text>,
-    pub api: Text,
-    pub endpoint: Text,
+    #[serde(default)]
+    pub api: Option<Text>,
+    #[serde(default)]
+    pub endpoint: Option<Text>,
+    #[serde(default)]
+    pub component: Option<Text>,
+    #[serde(default)]
+    pub config: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub method: Option<Text>,
     #[serde(default)]
@@ -137,8 +166,12 @@ pub struct StateDef {
     #[serde(default)]
     pub comment: Option<String>,
     // task
+    /// A service name, or the name of a `Component`.
     #[serde(default)]
     pub resource: Option<Text>,
+    /// The component's `config` when `resource` names a component.
+    #[serde(default)]
+    pub config: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub endpoint: Option<Text>,
     #[serde(default)]
@@ -288,4 +321,52 @@ pub struct Rule {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// `Component.spec`: a Wasm component, its grants and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// Path to the `.wasm` file, relative to this YAML file.
+    #[serde(default)]
+    pub source: Option<Text>,
+    /// `sha256:<hex>` of the component's bytes: pins `source`, or names an uploaded component.
+    #[serde(default)]
+    pub digest: Option<Text>,
+    /// Default configuration, merged under each use's `config`.
+    #[serde(default)]
+    pub config: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub grants: Option<GrantsDef>,
+    #[serde(default)]
+    pub limits: Option<LimitsDef>,
+}
+
+/// What the component may reach. Nothing is granted by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrantsDef {
+    /// Hosts the component may call: `api.example.com`, `*.example.com`, `127.0.0.1:8080`.
+    #[serde(default)]
+    pub http: Vec<Text>,
+    /// State scopes: `execution`, `tenant`.
+    #[serde(default)]
+    pub state: Vec<Text>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsDef {
+    /// Memory cap, like `64MiB`.
+    #[serde(default)]
+    pub memory: Option<Text>,
+    /// Wall-clock deadline per call, like `2s`.
+    #[serde(default)]
+    pub deadline: Option<Text>,
+    /// Instruction budget per call.
+    #[serde(default)]
+    pub fuel: Option<Spanned<u64>>,
+    /// Largest result, like `1MiB`.
+    #[serde(default)]
+    pub max_result: Option<Text>,
 }

@@ -38,10 +38,11 @@ pub enum Kind {
     StateStore,
     Services,
     PrometheusRule,
+    Component,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::SequentialOrchestration,
         Kind::ParallelOrchestration,
         Kind::ConditionalOrchestration,
@@ -50,6 +51,7 @@ impl Kind {
         Kind::StateStore,
         Kind::Services,
         Kind::PrometheusRule,
+        Kind::Component,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +64,7 @@ impl Kind {
             Kind::StateStore => "StateStore",
             Kind::Services => "Services",
             Kind::PrometheusRule => "PrometheusRule",
+            Kind::Component => "Component",
         }
     }
 
@@ -90,6 +93,7 @@ pub enum Document {
     StateStore(Manifest<StateStoreSpec>),
     Services(Manifest<ServicesSpec>),
     PrometheusRule(Manifest<PrometheusRuleSpec>),
+    Component(Manifest<ComponentSpec>),
 }
 
 /// A document with its kind and where it came from.
@@ -166,6 +170,7 @@ impl LoadedDocument {
             Document::StateStore(m) => &m.metadata.name,
             Document::Services(m) => &m.metadata.name,
             Document::PrometheusRule(m) => &m.metadata.name,
+            Document::Component(m) => &m.metadata.name,
         };
         name.referenced.line()
     }
@@ -267,6 +272,7 @@ fn parse_document(position: &DocPosition, text: &str) -> Result<LoadedDocument, 
         Kind::StateStore => Document::StateStore(from_yaml(position, text)?),
         Kind::Services => Document::Services(from_yaml(position, text)?),
         Kind::PrometheusRule => Document::PrometheusRule(from_yaml(position, text)?),
+        Kind::Component => Document::Component(from_yaml(position, text)?),
     };
     let name = match &document {
         Document::Orchestration(m) => m.metadata.name.value.clone(),
@@ -275,6 +281,7 @@ fn parse_document(position: &DocPosition, text: &str) -> Result<LoadedDocument, 
         Document::StateStore(m) => m.metadata.name.value.clone(),
         Document::Services(m) => m.metadata.name.value.clone(),
         Document::PrometheusRule(m) => m.metadata.name.value.clone(),
+        Document::Component(m) => m.metadata.name.value.clone(),
     };
     Ok(LoadedDocument {
         kind,
@@ -298,6 +305,39 @@ fn from_yaml<T: DeserializeOwned>(position: &DocPosition, text: &str) -> Result<
         let message = error.without_snippet().to_string();
         parser_error(position, text, line, column, &message)
     })
+}
+
+/// The parser reports a missing field where the mapping ends; people look for it where the
+/// mapping starts. Walks up from (`line`, `column`) over the keys of the same block mapping to
+/// its first key (a `- ` item start or the first key under its parent).
+fn mapping_start(text: &str, line: u64, column: u64) -> u64 {
+    let lines: Vec<&str> = text.lines().collect();
+    let key_col = column.saturating_sub(1) as usize;
+    let mut index = (line.saturating_sub(1) as usize).min(lines.len().saturating_sub(1));
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let starts_item = |l: &str| key_col >= 2 && l.get(key_col - 2..key_col) == Some("- ");
+    while index > 0 && !starts_item(lines[index]) {
+        let previous = lines[index - 1];
+        let blank = previous.trim().is_empty() || previous.trim_start().starts_with('#');
+        if blank
+            || indent(previous) >= key_col
+            || starts_item(previous) && indent(previous) + 2 == key_col
+        {
+            index -= 1;
+            if starts_item(lines[index]) {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    // Skip blank or comment lines the walk may have stopped on.
+    while index + 1 < lines.len()
+        && (lines[index].trim().is_empty() || lines[index].trim_start().starts_with('#'))
+    {
+        index += 1;
+    }
+    index as u64 + 1
 }
 
 /// Rewords the parser's message for people: names the key written on that line, suggests the
@@ -346,10 +386,9 @@ fn parser_error(
         }
         m => m.to_string(),
     };
-    let field = if message.starts_with("missing field") {
-        String::new()
-    } else {
-        key.unwrap_or_default()
-    };
-    position.error_at_line(line, column, field, friendly)
+    if message.starts_with("missing field") {
+        let start = mapping_start(text, line, column);
+        return position.error_at_line(start, column, "", friendly);
+    }
+    position.error_at_line(line, column, key.unwrap_or_default(), friendly)
 }

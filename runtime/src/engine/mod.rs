@@ -13,8 +13,9 @@ pub use state::*;
 
 use serde_json::Value as Json;
 
+use crate::component::{Export, Phase};
 use crate::invoke::{Failure, Request, Response};
-use crate::plan::{Join, NodeId, Plan, Work};
+use crate::plan::{Condition, Join, NodeId, Plan, Work};
 
 /// What an action or event is about: a step, or the compensation at this index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,6 +43,9 @@ pub enum Event {
 }
 
 /// Something the engine wants done. The record must be persisted before these are carried out.
+// Actions live for one turn of the runner's loop; boxing the request would cost an allocation
+// per call to save a few hundred bytes of stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Invoke {
@@ -65,10 +69,10 @@ impl Execution {
         plan: &Plan,
         id: String,
         input: Json,
-        services: std::collections::BTreeMap<String, String>,
+        bindings: Bindings,
         now_ms: u64,
     ) -> (Execution, Vec<Action>) {
-        let mut execution = Execution::new(plan, id, input, services, now_ms);
+        let mut execution = Execution::new(plan, id, input, bindings, now_ms);
         let mut actions = Vec::new();
         for &root in &plan.roots {
             execution.steps[root].armed = true;
@@ -85,7 +89,7 @@ impl Execution {
         for (i, run) in self.steps.iter().enumerate() {
             let target = Target::Step(i);
             match run.status {
-                StepStatus::Running => actions.push(Action::Invoke {
+                StepStatus::Running | StepStatus::Evaluating => actions.push(Action::Invoke {
                     target,
                     attempt: run.attempts.len() as u32,
                     request: run.request.clone().expect("a running step has its request"),
@@ -135,6 +139,26 @@ impl Execution {
     pub fn apply(&mut self, plan: &Plan, event: Event, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         match event {
+            Event::Succeeded {
+                target: Target::Step(i),
+                attempt: 0,
+                response,
+            } if self.steps[i].is_current(StepStatus::Evaluating, 0) => match response.body {
+                Json::Bool(true) => self.perform(plan, i, Vec::new(), now_ms, &mut actions),
+                Json::Bool(false) => self.skip(plan, i, now_ms),
+                other => self.fail_step(
+                    i,
+                    format!("condition component returned {other}, not a boolean"),
+                    now_ms,
+                ),
+            },
+            Event::Failed {
+                target: Target::Step(i),
+                attempt: 0,
+                failure,
+            } if self.steps[i].is_current(StepStatus::Evaluating, 0) => {
+                self.fail_step(i, format!("condition: {}", failure.message), now_ms);
+            }
             Event::Succeeded {
                 target: Target::Step(i),
                 attempt,
@@ -271,7 +295,12 @@ impl Execution {
             self.begin_compensation(plan);
             if self.compensations.is_empty() {
                 self.error = self.failure.clone();
-                self.finish(Status::Failed, now_ms, actions);
+                let status = if self.cancelled {
+                    Status::Cancelled
+                } else {
+                    Status::Failed
+                };
+                self.finish(status, now_ms, actions);
                 return;
             }
             self.status = Status::Compensating;
@@ -311,7 +340,12 @@ impl Execution {
         let failure = self.failure.clone().unwrap_or_default();
         if not_undone.is_empty() {
             self.error = Some(failure);
-            self.finish(Status::Compensated, now_ms, actions);
+            let status = if self.cancelled {
+                Status::Cancelled
+            } else {
+                Status::Compensated
+            };
+            self.finish(status, now_ms, actions);
         } else {
             self.error = Some(format!(
                 "{failure}; could not undo: {}",
@@ -347,20 +381,52 @@ impl Execution {
             run.ended_at_ms = None;
             std::mem::take(&mut run.signals)
         };
-        if let Some(condition) = &node.condition {
-            match condition.eval_bool(&self.scope(plan)) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let run = &mut self.steps[i];
-                    run.status = StepStatus::Skipped;
-                    run.result = None;
-                    run.ended_at_ms = Some(now_ms);
-                    self.signal_next(plan, i, &node.next);
-                    return;
+        match &node.condition {
+            None => self.perform(plan, i, senders, now_ms, actions),
+            Some(Condition::Expression(condition)) => {
+                match condition.eval_bool(&self.scope(plan)) {
+                    Ok(true) => self.perform(plan, i, senders, now_ms, actions),
+                    Ok(false) => self.skip(plan, i, now_ms),
+                    Err(e) => self.fail_step(i, format!("condition: {e}"), now_ms),
                 }
-                Err(e) => return self.fail_step(i, format!("condition: {e}"), now_ms),
+            }
+            Some(Condition::Component(component)) => {
+                match self.render_component(plan, i, component, Export::Condition, Phase::Run) {
+                    Ok(request) => {
+                        let run = &mut self.steps[i];
+                        run.status = StepStatus::Evaluating;
+                        run.request = Some(request.clone());
+                        self.api_calls += 1;
+                        actions.push(Action::Invoke {
+                            target: Target::Step(i),
+                            attempt: 0,
+                            request,
+                        });
+                    }
+                    Err(message) => self.fail_step(i, format!("condition: {message}"), now_ms),
+                }
             }
         }
+    }
+
+    fn skip(&mut self, plan: &Plan, i: NodeId, now_ms: u64) {
+        let run = &mut self.steps[i];
+        run.status = StepStatus::Skipped;
+        run.result = None;
+        run.ended_at_ms = Some(now_ms);
+        self.signal_next(plan, i, &plan.node(i).next);
+    }
+
+    /// Does node `i`'s work, once its condition (if any) said yes.
+    fn perform(
+        &mut self,
+        plan: &Plan,
+        i: NodeId,
+        senders: Vec<NodeId>,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) {
+        let node = plan.node(i);
         match &node.work {
             Work::Call(call) => match self.render_call(plan, i, call) {
                 Ok(request) => {
@@ -489,6 +555,39 @@ impl Execution {
         }
     }
 
+    /// Stops the execution on request: nothing new starts, waits and retries are cancelled,
+    /// calls in flight settle (their outcome decides whether they need undoing), then the
+    /// completed steps are compensated. Ends `cancelled`, or `compensation_failed`.
+    pub fn cancel(&mut self, plan: &Plan, reason: &str, now_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.status.is_final() || self.cancelled {
+            return actions;
+        }
+        self.cancelled = true;
+        if self.failure.is_none() {
+            self.failure = Some(format!("cancelled: {reason}"));
+        }
+        self.cancel_waiting(now_ms);
+        for run in &mut self.steps {
+            run.armed = false;
+        }
+        self.advance(plan, now_ms, &mut actions);
+        actions
+    }
+
+    fn cancel_waiting(&mut self, now_ms: u64) {
+        for run in &mut self.steps {
+            if matches!(
+                run.status,
+                StepStatus::Retrying | StepStatus::Waiting | StepStatus::Evaluating
+            ) {
+                run.status = StepStatus::Cancelled;
+                run.timer_at_ms = None;
+                run.ended_at_ms = Some(now_ms);
+            }
+        }
+    }
+
     /// Marks step `i` failed and stops the execution from starting anything new; steps already
     /// in flight settle first, then the completed steps are compensated.
     fn fail_step(&mut self, i: NodeId, message: String, now_ms: u64) {
@@ -499,13 +598,7 @@ impl Execution {
         if self.failure.is_none() {
             self.failure = Some(format!("step `{}` failed: {message}", run.name));
         }
-        for run in &mut self.steps {
-            if matches!(run.status, StepStatus::Retrying | StepStatus::Waiting) {
-                run.status = StepStatus::Cancelled;
-                run.timer_at_ms = None;
-                run.ended_at_ms = Some(now_ms);
-            }
-        }
+        self.cancel_waiting(now_ms);
     }
 
     fn start_attempt(&mut self, target: Target, now_ms: u64, actions: &mut Vec<Action>) {

@@ -3,9 +3,10 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value as Json, json};
 
+use crate::component::{ComponentRequest, Export, Phase};
 use crate::expr::{Scope, is_cel_identifier};
 use crate::invoke::{HttpRequest, Request};
-use crate::plan::{Call, NodeId, Plan};
+use crate::plan::{Call, ComponentCall, HttpCall, NodeId, Plan};
 
 use super::{Execution, StepStatus};
 
@@ -66,6 +67,12 @@ impl Execution {
         i: NodeId,
         call: &Call,
     ) -> Result<Request, String> {
+        let call = match call {
+            Call::Http(http) => http,
+            Call::Component(c) => {
+                return self.render_component(plan, i, c, Export::Step, Phase::Run);
+            }
+        };
         let node = plan.node(i);
         let visits = self.steps[i].visits;
         let key = if visits > 1 {
@@ -82,14 +89,79 @@ impl Execution {
             .compensation
             .as_ref()
             .expect("only steps with a compensation are compensated");
+        let call = match call {
+            Call::Http(http) => http,
+            Call::Component(c) => {
+                return self.render_component(
+                    plan,
+                    self.compensations[k].node,
+                    c,
+                    Export::Step,
+                    Phase::Compensate,
+                );
+            }
+        };
         let key = format!("{}:{}:compensate", self.id, node.name);
         self.render_request(plan, call, node.timeout.as_millis() as u64, key)
+    }
+
+    /// Renders a component call: the context the guest sees, with this use's config merged
+    /// over the component's defaults.
+    pub(crate) fn render_component(
+        &self,
+        plan: &Plan,
+        i: NodeId,
+        call: &ComponentCall,
+        export: Export,
+        phase: Phase,
+    ) -> Result<Request, String> {
+        let digest = self
+            .components
+            .get(&call.component)
+            .cloned()
+            .ok_or_else(|| format!("component `{}` is not bound to any bytes", call.component))?;
+        let mut config = call.defaults.clone();
+        if let Some(template) = &call.config {
+            let overrides = template
+                .render(&self.scope(plan))
+                .map_err(|e| format!("config: {e}"))?;
+            if let (Json::Object(base), Json::Object(extra)) = (&mut config, overrides) {
+                base.extend(extra);
+            }
+        }
+        Ok(Request::Component(ComponentRequest {
+            component: call.component.clone(),
+            digest,
+            export,
+            phase,
+            tenant: self.tenant.clone(),
+            execution_id: self.id.clone(),
+            workflow: self.workflow_id.clone(),
+            step: plan.node(i).name.clone(),
+            input: self.input.clone(),
+            results: self.results(plan),
+            config,
+            grants: call.grants.clone(),
+            limits: call.limits,
+        }))
+    }
+
+    /// Completed steps' results by name.
+    fn results(&self, plan: &Plan) -> Json {
+        Json::Object(
+            plan.nodes
+                .iter()
+                .zip(&self.steps)
+                .filter(|(node, run)| !node.internal && run.status == StepStatus::Completed)
+                .filter_map(|(node, run)| Some((node.name.clone(), run.result.clone()?)))
+                .collect(),
+        )
     }
 
     fn render_request(
         &self,
         plan: &Plan,
-        call: &Call,
+        call: &HttpCall,
         timeout_ms: u64,
         idempotency_key: String,
     ) -> Result<Request, String> {
@@ -143,20 +215,14 @@ impl Execution {
             body,
             timeout_ms,
             idempotency_key,
+            service: Some(call.service.clone()),
         }))
     }
 
     /// The execution's output: `spec.output` when given, else every result by step name.
     pub(crate) fn render_output(&self, plan: &Plan) -> Result<Json, String> {
         if plan.output.is_empty() {
-            let results = plan
-                .nodes
-                .iter()
-                .zip(&self.steps)
-                .filter(|(node, run)| !node.internal && run.status == StepStatus::Completed)
-                .filter_map(|(node, run)| Some((node.name.clone(), run.result.clone()?)))
-                .collect();
-            return Ok(Json::Object(results));
+            return Ok(self.results(plan));
         }
         let scope = self.scope(plan);
         plan.output
@@ -175,6 +241,7 @@ impl Execution {
 fn step_status_text(status: StepStatus) -> &'static str {
     match status {
         StepStatus::Pending => "pending",
+        StepStatus::Evaluating => "evaluating",
         StepStatus::Running => "running",
         StepStatus::Retrying => "retrying",
         StepStatus::Waiting => "waiting",

@@ -22,6 +22,8 @@ pub enum Status {
     Compensated,
     /// A step failed and some compensation failed too (the error names which).
     CompensationFailed,
+    /// Stopped on request; completed steps with compensations were undone.
+    Cancelled,
 }
 
 impl Status {
@@ -33,6 +35,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Compensated => "compensated",
             Status::CompensationFailed => "compensation_failed",
+            Status::Cancelled => "cancelled",
         }
     }
 
@@ -45,6 +48,8 @@ impl Status {
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
+    /// A condition component is deciding whether the step runs.
+    Evaluating,
     Running,
     /// Failed; waiting for the next attempt.
     Retrying,
@@ -61,7 +66,10 @@ impl StepStatus {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            StepStatus::Running | StepStatus::Retrying | StepStatus::Waiting
+            StepStatus::Evaluating
+                | StepStatus::Running
+                | StepStatus::Retrying
+                | StepStatus::Waiting
         )
     }
 }
@@ -73,8 +81,13 @@ pub struct Execution {
     pub workflow_id: String,
     pub status: Status,
     pub input: Json,
+    /// The tenant whose execution this is (namespaces component state).
+    pub tenant: String,
     /// Service name to base URL, fixed when the execution started.
     pub services: BTreeMap<String, String>,
+    /// Component name to the digest of the bytes that run, fixed when the execution started.
+    #[serde(default)]
+    pub components: BTreeMap<String, String>,
     /// One entry per plan node, in plan order.
     pub steps: Vec<StepRun>,
     /// The steps that are running, retrying or waiting now.
@@ -92,6 +105,9 @@ pub struct Execution {
     /// Requests sent, retries and resumed calls included.
     pub api_calls: u32,
     pub resumes: u32,
+    /// Cancellation was requested.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
 }
 
 /// The progress of one call: a step's or a compensation's.
@@ -204,7 +220,7 @@ impl Compensation {
                 .node(node)
                 .compensation
                 .as_ref()
-                .and_then(|c| c.label.clone()),
+                .and_then(|c| c.label().map(str::to_string)),
             run: Run::new(),
         }
     }
@@ -255,12 +271,20 @@ impl Outcome {
     }
 }
 
+/// What an execution is bound to when it starts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bindings {
+    pub tenant: String,
+    pub services: BTreeMap<String, String>,
+    pub components: BTreeMap<String, String>,
+}
+
 impl Execution {
     pub(crate) fn new(
         plan: &Plan,
         id: String,
         input: Json,
-        services: BTreeMap<String, String>,
+        bindings: Bindings,
         now_ms: u64,
     ) -> Self {
         Execution {
@@ -268,7 +292,9 @@ impl Execution {
             workflow_id: plan.workflow_id.clone(),
             status: Status::Running,
             input,
-            services,
+            tenant: bindings.tenant,
+            services: bindings.services,
+            components: bindings.components,
             steps: plan
                 .nodes
                 .iter()
@@ -294,6 +320,7 @@ impl Execution {
             ended_at_ms: None,
             api_calls: 0,
             resumes: 0,
+            cancelled: false,
         }
     }
 }

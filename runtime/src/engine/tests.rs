@@ -32,7 +32,12 @@ fn start(plan: &Plan, input: Json) -> (Execution, Vec<Action>) {
         .iter()
         .map(|s| (s.clone(), format!("http://{s}.test")))
         .collect::<BTreeMap<_, _>>();
-    Execution::start(plan, "ex1".into(), input, services, 1_000)
+    let bindings = Bindings {
+        tenant: "default".into(),
+        services,
+        components: BTreeMap::new(),
+    };
+    Execution::start(plan, "ex1".into(), input, bindings, 1_000)
 }
 
 /// The (step name, attempt, request) of each invoke action.
@@ -599,4 +604,53 @@ spec:
     );
     assert_eq!(a, [Action::Finished]);
     assert_eq!(e.steps[0].visits, 2);
+}
+
+#[test]
+fn cancel_lets_calls_in_flight_settle_then_compensates_and_ends_cancelled() {
+    let plan = plan_of(SAGA);
+    let (mut e, _) = start(&plan, json!({}));
+    e.apply(&plan, ok(step(&plan, "reserve"), 1, json!({"id": 1})), 2);
+    assert!(
+        e.cancel(&plan, "by user", 3).is_empty(),
+        "log is in flight: wait for it"
+    );
+    assert_eq!(e.status, Status::Running);
+    let a = e.apply(&plan, ok(step(&plan, "log"), 1, json!({})), 4);
+    assert_eq!(
+        names(&plan, &e, &a),
+        ["undo:reserve"],
+        "nothing new starts; reserve is undone"
+    );
+    let a = e.apply(&plan, ok(Target::Compensation(0), 1, json!({})), 5);
+    assert_eq!(a, [Action::Finished]);
+    assert_eq!(e.status, Status::Cancelled);
+    assert_eq!(
+        e.steps[plan.find("charge").unwrap()].status,
+        StepStatus::Pending
+    );
+    assert!(e.error.as_deref().unwrap().contains("cancelled: by user"));
+    assert!(e.cancel(&plan, "again", 6).is_empty());
+}
+
+#[test]
+fn cancel_stops_a_retry_wait_at_once() {
+    let plan = plan_of(RETRYING);
+    let (mut e, _) = start(&plan, json!({}));
+    e.apply(&plan, fail(step(&plan, "a"), 1, 503), 10);
+    let a = e.cancel(&plan, "stop", 20);
+    assert_eq!(a, [Action::Finished]);
+    assert_eq!(e.status, Status::Cancelled);
+    assert_eq!(e.steps[0].status, StepStatus::Cancelled);
+    assert!(
+        e.apply(
+            &plan,
+            Event::Timer {
+                target: step(&plan, "a"),
+                attempt: 2
+            },
+            1_500
+        )
+        .is_empty()
+    );
 }

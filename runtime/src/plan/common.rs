@@ -12,7 +12,8 @@ use crate::definition::{
 use crate::expr::{Expr, JsonTemplate, Template, is_cel_identifier};
 use crate::retry::{RetryOn, RetryPolicy, Strategy};
 
-use super::Call;
+use super::{Call, Condition, HttpCall, component};
+use crate::definition::{CompensationDef, ConditionDef};
 
 /// Variables every expression may read besides the steps' results.
 pub(super) const BUILTIN_VARIABLES: [&str; 3] = ["input", "steps", "execution"];
@@ -337,7 +338,7 @@ pub(super) fn call(
     fields: CallFields<'_>,
     field: &str,
     known: &BTreeSet<String>,
-) -> Result<Call, LoadError> {
+) -> Result<HttpCall, LoadError> {
     let service = fields.service.value.trim();
     if service.is_empty() || service.contains(['/', ' ']) {
         return Err(pos
@@ -389,7 +390,7 @@ pub(super) fn call(
         None => None,
         Some(value) => Some(json_template(pos, value, &format!("{field}.body"), known)?),
     };
-    Ok(Call {
+    Ok(HttpCall {
         label: fields.label.map(|l| l.value.clone()),
         service: service.to_string(),
         endpoint,
@@ -398,6 +399,136 @@ pub(super) fn call(
         query: pairs(fields.query, "query")?,
         body,
     })
+}
+
+/// A component step takes no HTTP fields: say so rather than ignore them.
+pub(super) fn reject_http_fields(
+    pos: &DocPosition,
+    field: &str,
+    endpoint: Option<&Text>,
+    method: Option<&Text>,
+    body: Option<&Spanned<serde_json::Value>>,
+) -> Result<(), LoadError> {
+    let misplaced = [
+        ("endpoint", endpoint.map(|t| t.referenced)),
+        ("method", method.map(|t| t.referenced)),
+        ("body", body.map(|b| b.referenced)),
+    ];
+    for (name, at) in misplaced {
+        if let Some(at) = at {
+            return Err(pos
+                .error_at_line(
+                    at.line(),
+                    at.column(),
+                    format!("{field}.{name}"),
+                    format!("`{name}` does not apply to a component"),
+                )
+                .with_hint("pass data to a component through `config` (templates allowed)"));
+        }
+    }
+    Ok(())
+}
+
+/// A step's `condition`: `always`, a CEL expression, or `{component: NAME, config}`.
+pub(super) fn condition(
+    set: &DefinitionSet,
+    pos: &DocPosition,
+    def: &Spanned<ConditionDef>,
+    field: &str,
+    known: &BTreeSet<String>,
+) -> Result<Option<Condition>, LoadError> {
+    let at = |value: String| Spanned {
+        value,
+        referenced: def.referenced,
+        defined: def.defined,
+    };
+    match &def.value {
+        ConditionDef::Expression(text) if text.trim() == "always" => Ok(None),
+        ConditionDef::Expression(text) => Ok(Some(Condition::Expression(expression(
+            pos,
+            &at(text.clone()),
+            field,
+            known,
+        )?))),
+        ConditionDef::Component(use_) => {
+            let config = use_.config.clone().map(|c| Spanned {
+                value: c,
+                referenced: def.referenced,
+                defined: def.defined,
+            });
+            Ok(Some(Condition::Component(component::call(
+                set,
+                pos,
+                &at(use_.component.clone()),
+                config.as_ref(),
+                None,
+                field,
+                known,
+            )?)))
+        }
+    }
+}
+
+/// A step's `compensation`: an HTTP call (`api`, `endpoint`) or a component.
+pub(super) fn compensation(
+    set: &DefinitionSet,
+    pos: &DocPosition,
+    def: &Spanned<CompensationDef>,
+    field: &str,
+    known: &BTreeSet<String>,
+) -> Result<Call, LoadError> {
+    let c = &def.value;
+    match (&c.api, &c.component) {
+        (Some(api), None) => {
+            let endpoint = c.endpoint.as_ref().ok_or_else(|| {
+                pos.error_at(
+                    api,
+                    format!("{field}.endpoint"),
+                    "an HTTP compensation needs an `endpoint`",
+                )
+            })?;
+            Ok(Call::Http(call(
+                pos,
+                CallFields {
+                    label: c.name.as_ref(),
+                    service: api,
+                    endpoint: Some(endpoint),
+                    method: c.method.as_ref(),
+                    headers: &c.headers,
+                    query: &c.query,
+                    body: c.body.as_ref(),
+                },
+                field,
+                known,
+            )?))
+        }
+        (None, Some(component)) => {
+            reject_http_fields(
+                pos,
+                field,
+                c.endpoint.as_ref(),
+                c.method.as_ref(),
+                c.body.as_ref(),
+            )?;
+            Ok(Call::Component(component::call(
+                set,
+                pos,
+                component,
+                c.config.as_ref(),
+                c.name.as_ref(),
+                &format!("{field}.component"),
+                known,
+            )?))
+        }
+        _ => Err(pos
+            .error_at_line(
+                def.referenced.line(),
+                def.referenced.column(),
+                field,
+                "a compensation needs exactly one of `api` (with `endpoint`) and `component`",
+            )
+            .with_hint("undo the step with an HTTP call or with a component")),
+    }
 }
 
 /// Checks the documents that are not workflows (policies, stores, services, rules).
@@ -463,6 +594,7 @@ pub(super) fn check_documents(set: &DefinitionSet) -> Result<(), LoadError> {
                     }
                 }
             }
+            Document::Component(m) => component::check(pos, &m.spec, &m.metadata.name)?,
             Document::Orchestration(_) | Document::StateMachine(_) => {}
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Join, Plan, Work};
+use super::{Call, Condition, Join, Plan, Work};
 
 pub fn to_mermaid(plan: &Plan) -> String {
     let mut out = String::from("flowchart TD\n");
@@ -12,13 +12,7 @@ pub fn to_mermaid(plan: &Plan) -> String {
     }
     for (i, node) in plan.nodes.iter().enumerate() {
         let label = match &node.work {
-            Work::Call(c) => format!(
-                "{}<br/>{} {}{}",
-                node.name,
-                c.method,
-                c.service,
-                endpoint_text(c)
-            ),
+            Work::Call(c) => format!("{}<br/>{}", node.name, call_text(c)),
             Work::Pass(_) => format!("{}<br/>pass", node.name),
             Work::Wait(d) => format!("{}<br/>wait {}s", node.name, d.as_secs_f64()),
             Work::Choice { .. } => format!("{}<br/>choice", node.name),
@@ -28,7 +22,10 @@ pub fn to_mermaid(plan: &Plan) -> String {
             Work::Collect => format!("{}<br/>join", node.name),
         };
         let label = match &node.condition {
-            Some(condition) => escape(&format!("{label}<br/>if {}", condition.source())),
+            Some(Condition::Expression(e)) => escape(&format!("{label}<br/>if {}", e.source())),
+            Some(Condition::Component(c)) => {
+                escape(&format!("{label}<br/>if component {}", c.component))
+            }
             None => escape(&label),
         };
         let shape = match node.work {
@@ -39,17 +36,15 @@ pub fn to_mermaid(plan: &Plan) -> String {
         let _ = writeln!(out, "    {}{shape}", id(i));
         if let Some(comp) = &node.compensation {
             let label = comp
-                .label
-                .clone()
+                .label()
+                .map(str::to_string)
                 .unwrap_or_else(|| format!("undo {}", node.name));
             let _ = writeln!(
                 out,
-                "    {}c[/\"{}<br/>{} {}{}\"/]",
+                "    {}c[/\"{}<br/>{}\"/]",
                 id(i),
                 escape(&label),
-                comp.method,
-                comp.service,
-                escape(&endpoint_text(comp))
+                escape(&call_text(comp))
             );
             let _ = writeln!(out, "    {} -. compensate .-> {}c", id(i), id(i));
         }
@@ -84,8 +79,11 @@ pub fn to_mermaid(plan: &Plan) -> String {
     out
 }
 
-fn endpoint_text(call: &super::Call) -> String {
-    format!(" {}", call.endpoint.source())
+fn call_text(call: &Call) -> String {
+    match call {
+        Call::Http(h) => format!("{} {} {}", h.method, h.service, h.endpoint.source()),
+        Call::Component(c) => format!("component {}", c.component),
+    }
 }
 
 fn escape(text: &str) -> String {

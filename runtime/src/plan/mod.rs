@@ -10,6 +10,7 @@
 //! expression reads) and fails with a positioned [`LoadError`] on the first problem.
 
 mod common;
+mod component;
 mod graph;
 mod orchestration;
 mod state_machine;
@@ -42,6 +43,8 @@ pub struct Plan {
     pub output: Vec<(String, Expr)>,
     /// Every service name a call may use, for binding to base URLs when an execution starts.
     pub services: BTreeSet<String>,
+    /// Every component a node may run, for binding to digests when an execution starts.
+    pub components: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +56,7 @@ pub struct Node {
     pub internal: bool,
     pub join: Join,
     /// Skip the node (recording it as skipped) unless this is true.
-    pub condition: Option<Expr>,
+    pub condition: Option<Condition>,
     pub work: Work,
     /// Signalled when the node completes or is skipped (a choice signals only its pick).
     pub next: Vec<NodeId>,
@@ -93,9 +96,44 @@ pub enum Work {
     Collect,
 }
 
+#[derive(Debug, Clone)]
+pub enum Condition {
+    Expression(Expr),
+    Component(ComponentCall),
+}
+
+/// A call before rendering: to an HTTP service or to a component.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Http(HttpCall),
+    Component(ComponentCall),
+}
+
+impl Call {
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Call::Http(c) => c.label.as_deref(),
+            Call::Component(c) => c.label.as_deref(),
+        }
+    }
+}
+
+/// A component use: the component, its grants and limits, and this use's config.
+#[derive(Debug, Clone)]
+pub struct ComponentCall {
+    pub label: Option<String>,
+    pub component: String,
+    /// The component's default config.
+    pub defaults: serde_json::Value,
+    /// This use's config, merged over the defaults when rendered.
+    pub config: Option<JsonTemplate>,
+    pub grants: crate::component::Grants,
+    pub limits: crate::component::Limits,
+}
+
 /// An HTTP call before rendering.
 #[derive(Debug, Clone)]
-pub struct Call {
+pub struct HttpCall {
     /// The compensation's own name, when it has one.
     pub label: Option<String>,
     pub service: String,
@@ -119,6 +157,8 @@ impl Plan {
 
 /// Compiles the workflow named `name`, or the only workflow of the set when `name` is `None`.
 pub fn compile(set: &DefinitionSet, name: Option<&str>) -> Result<Plan, LoadError> {
+    // Uses of policies and components rely on those documents being valid.
+    common::check_documents(set)?;
     let workflows: Vec<_> = set.workflows().collect();
     let chosen = match name {
         Some(name) => workflows.iter().find(|d| d.name == name).ok_or_else(|| {
@@ -142,10 +182,41 @@ pub fn compile(set: &DefinitionSet, name: Option<&str>) -> Result<Plan, LoadErro
             }
         },
     };
-    match &chosen.document {
+    let mut plan = match &chosen.document {
         Document::Orchestration(m) => orchestration::compile(set, chosen, m),
         Document::StateMachine(m) => state_machine::compile(set, chosen, m),
         _ => unreachable!("workflows() yields only workflow kinds"),
+    }?;
+    plan.collect_bindings();
+    Ok(plan)
+}
+
+impl Plan {
+    /// Fills `services` and `components` from the nodes.
+    fn collect_bindings(&mut self) {
+        let mut services = BTreeSet::new();
+        let mut components = BTreeSet::new();
+        for node in &self.nodes {
+            let work = match &node.work {
+                Work::Call(c) => Some(c),
+                _ => None,
+            };
+            let condition = match &node.condition {
+                Some(Condition::Component(c)) => Some(c),
+                _ => None,
+            };
+            for call in work.into_iter().chain(node.compensation.as_ref()) {
+                match call {
+                    Call::Http(h) => services.insert(h.service.clone()),
+                    Call::Component(c) => components.insert(c.component.clone()),
+                };
+            }
+            if let Some(c) = condition {
+                components.insert(c.component.clone());
+            }
+        }
+        self.services = services;
+        self.components = components;
     }
 }
 

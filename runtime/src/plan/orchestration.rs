@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::definition::{LoadError, LoadedDocument, Manifest, OrchestrationSpec, closest};
 
 use super::common::{self, CallFields, RetryDefaults};
-use super::{DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work};
+use super::{Call, DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work, component};
 
 pub(super) fn compile(
     set: &crate::definition::DefinitionSet,
@@ -65,50 +65,76 @@ pub(super) fn compile(
     let mut nodes = Vec::with_capacity(spec.steps.len());
     for (i, step) in spec.steps.iter().enumerate() {
         let field = format!("spec.steps[{i}]");
-        let Some(api) = &step.api else {
-            return Err(pos
-                .error_at(
-                    &step.name,
-                    format!("{field}.api"),
-                    format!("step `{}` has no `api`", step.name.value),
-                )
-                .with_hint("name the service the step calls, like `api: order-service`"));
-        };
-        let call = common::call(
-            pos,
-            CallFields {
-                label: None,
-                service: api,
-                endpoint: step.endpoint.as_ref(),
-                method: step.method.as_ref(),
-                headers: &step.headers,
-                query: &step.query,
-                body: step.body.as_ref(),
-            },
-            &field,
-            &known,
-        )?;
-        let condition = match &step.condition {
-            Some(c) if c.value.trim() != "always" => Some(common::expression(
-                pos,
-                c,
-                &format!("{field}.condition"),
-                &known,
-            )?),
-            _ => None,
-        };
-        let compensation = match &step.compensation {
-            Some(c) => Some(common::call(
+        let call = match (&step.api, &step.component) {
+            (Some(api), None) => Call::Http(common::call(
                 pos,
                 CallFields {
-                    label: c.value.name.as_ref(),
-                    service: &c.value.api,
-                    endpoint: Some(&c.value.endpoint),
-                    method: c.value.method.as_ref(),
-                    headers: &c.value.headers,
-                    query: &c.value.query,
-                    body: c.value.body.as_ref(),
+                    label: None,
+                    service: api,
+                    endpoint: step.endpoint.as_ref(),
+                    method: step.method.as_ref(),
+                    headers: &step.headers,
+                    query: &step.query,
+                    body: step.body.as_ref(),
                 },
+                &field,
+                &known,
+            )?),
+            (None, Some(name)) => {
+                common::reject_http_fields(
+                    pos,
+                    &field,
+                    step.endpoint.as_ref(),
+                    step.method.as_ref(),
+                    step.body.as_ref(),
+                )?;
+                Call::Component(component::call(
+                    set,
+                    pos,
+                    name,
+                    step.config.as_ref(),
+                    None,
+                    &format!("{field}.component"),
+                    &known,
+                )?)
+            }
+            (Some(api), Some(_)) => {
+                return Err(pos
+                    .error_at(
+                        api,
+                        format!("{field}.api"),
+                        format!("step `{}` has both `api` and `component`", step.name.value),
+                    )
+                    .with_hint("a step calls a service or runs a component, not both"));
+            }
+            (None, None) => {
+                return Err(pos
+                    .error_at(
+                        &step.name,
+                        format!("{field}.api"),
+                        format!("step `{}` has no `api`", step.name.value),
+                    )
+                    .with_hint(
+                        "name the service the step calls (`api: order-service`) or a component (`component: NAME`)",
+                    ));
+            }
+        };
+        if step.config.is_some() && step.component.is_none() {
+            return Err(pos.error_at(
+                &step.name,
+                format!("{field}.config"),
+                "`config` is only for component steps",
+            ));
+        }
+        let condition = match &step.condition {
+            Some(c) => common::condition(set, pos, c, &format!("{field}.condition"), &known)?,
+            None => None,
+        };
+        let compensation = match &step.compensation {
+            Some(c) => Some(common::compensation(
+                set,
+                pos,
+                c,
                 &format!("{field}.compensation"),
                 &known,
             )?),
@@ -149,24 +175,14 @@ pub(super) fn compile(
             .collect::<Result<_, LoadError>>()?,
         None => Vec::new(),
     };
-    let services = nodes
-        .iter()
-        .flat_map(|n| {
-            let call = match &n.work {
-                Work::Call(c) => Some(c.service.clone()),
-                _ => None,
-            };
-            call.into_iter()
-                .chain(n.compensation.as_ref().map(|c| c.service.clone()))
-        })
-        .collect();
     Ok(Plan {
         workflow_id: doc.name.clone(),
         kind: doc.kind,
         nodes,
         roots,
         output,
-        services,
+        services: Default::default(),
+        components: Default::default(),
     })
 }
 

@@ -13,7 +13,7 @@ use crate::definition::{
 };
 
 use super::common::{self, CallFields, RetryDefaults};
-use super::{DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work};
+use super::{Call, DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work, component};
 
 const TYPES: [&str; 7] = [
     "task", "choice", "parallel", "wait", "pass", "succeed", "fail",
@@ -134,43 +134,56 @@ pub(super) fn compile(
         let work = match e.kind {
             "task" => {
                 let resource = s.resource.as_ref().ok_or_else(|| {
-                    pos.error_at(
-                        &s.name,
-                        format!("{f}.resource"),
-                        format!("task state `{}` has no `resource`", s.name.value),
-                    )
-                    .with_hint("name the service the task calls, like `resource: order-service`")
+                    pos.error_at(&s.name, format!("{f}.resource"), format!("task state `{}` has no `resource`", s.name.value))
+                        .with_hint("name the service (or the Component) the task calls, like `resource: order-service`")
                 })?;
                 if let Some(c) = &s.compensation {
-                    compensation = Some(common::call(
+                    compensation = Some(common::compensation(
+                        set,
                         pos,
-                        CallFields {
-                            label: c.value.name.as_ref(),
-                            service: &c.value.api,
-                            endpoint: Some(&c.value.endpoint),
-                            method: c.value.method.as_ref(),
-                            headers: &c.value.headers,
-                            query: &c.value.query,
-                            body: c.value.body.as_ref(),
-                        },
+                        c,
                         &format!("{f}.compensation"),
                         &known,
                     )?);
                 }
-                Work::Call(common::call(
-                    pos,
-                    CallFields {
-                        label: None,
-                        service: resource,
-                        endpoint: s.endpoint.as_ref(),
-                        method: s.method.as_ref(),
-                        headers: &s.headers,
-                        query: &s.query,
-                        body: s.body.as_ref(),
-                    },
-                    f,
-                    &known,
-                )?)
+                if component::find(set, &resource.value).is_some() {
+                    common::reject_http_fields(
+                        pos,
+                        f,
+                        s.endpoint.as_ref(),
+                        s.method.as_ref(),
+                        s.body.as_ref(),
+                    )?;
+                    Work::Call(Call::Component(component::call(
+                        set,
+                        pos,
+                        resource,
+                        s.config.as_ref(),
+                        None,
+                        &format!("{f}.resource"),
+                        &known,
+                    )?))
+                } else {
+                    if let Some(config) = &s.config {
+                        return Err(pos
+                            .error_at(config, format!("{f}.config"), format!("`config` is only for components, and `{}` is not a Component", resource.value))
+                            .with_hint("define the component in a `kind: Component` document loaded with the workflow"));
+                    }
+                    Work::Call(Call::Http(common::call(
+                        pos,
+                        CallFields {
+                            label: None,
+                            service: resource,
+                            endpoint: s.endpoint.as_ref(),
+                            method: s.method.as_ref(),
+                            headers: &s.headers,
+                            query: &s.query,
+                            body: s.body.as_ref(),
+                        },
+                        f,
+                        &known,
+                    )?))
+                }
             }
             "pass" => Work::Pass(
                 s.result
@@ -344,24 +357,14 @@ pub(super) fn compile(
             .collect::<Result<_, LoadError>>()?,
         None => Vec::new(),
     };
-    let services = nodes
-        .iter()
-        .flat_map(|n| {
-            let call = match &n.work {
-                Work::Call(c) => Some(c.service.clone()),
-                _ => None,
-            };
-            call.into_iter()
-                .chain(n.compensation.as_ref().map(|c| c.service.clone()))
-        })
-        .collect();
     Ok(Plan {
         workflow_id: doc.name.clone(),
         kind: doc.kind,
         nodes,
         roots: vec![entry_node(start)],
         output,
-        services,
+        services: Default::default(),
+        components: Default::default(),
     })
 }
 
@@ -424,8 +427,9 @@ fn collect<'a>(
 fn check_fields(doc: &LoadedDocument, e: &Entry<'_>) -> Result<(), LoadError> {
     let s = e.def;
     let pos = &doc.position;
-    let present: [(&str, bool, &[&str]); 14] = [
+    let present: [(&str, bool, &[&str]); 15] = [
         ("resource", s.resource.is_some(), &["task"]),
+        ("config", s.config.is_some(), &["task"]),
         ("endpoint", s.endpoint.is_some(), &["task"]),
         ("method", s.method.is_some(), &["task"]),
         ("headers", !s.headers.is_empty(), &["task"]),
