@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= /var/tmp/orca-target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: demo test build lint
+.PHONY: demo test build lint guests
 
 build:
 	$(CARGO) build --workspace --bins
@@ -18,5 +18,10 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: lint build
+# The example guest components (Rust, JavaScript, Python), built from source into
+# $CARGO_TARGET_DIR/guests/<name>.wasm (or $ORCA_GUEST_DIR); see guest-examples/build.sh.
+guests:
+	@bash guest-examples/build.sh
+
+test: lint build guests
 	$(CARGO) test --workspace

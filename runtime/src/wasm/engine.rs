@@ -97,3 +97,28 @@ impl Drop for EpochTicker {
 pub fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos())).max(1) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compiled_code_is_cached_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = super::build_engine(Some(dir.path())).unwrap();
+        let component = wasmtime::component::Component::new(&engine, "(component)").unwrap();
+        drop(component);
+        let entries = walk(dir.path());
+        assert!(entries > 0, "nothing cached in {}", dir.path().display());
+    }
+
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.map(|e| {
+                    let p = e.unwrap().path();
+                    if p.is_dir() { walk(&p) } else { 1 }
+                })
+                .sum()
+            })
+            .unwrap_or(0)
+    }
+}
