@@ -164,5 +164,11 @@ for i in "${!pids[@]}"; do
 done
 [[ $failed == 0 ]] || die "a guest failed to build (see above)"
 
+# A stable, repo-relative name for the outputs, so example workflows can say
+# `source: ../guest-examples/out/fraud-score.wasm` wherever the target directory is.
+if [ "$OUT" != "$HERE/out" ]; then
+    ln -sfn "$OUT" "$HERE/out"
+fi
+
 echo "guest components in $OUT:"
 ls -l "$OUT"/*.wasm | awk '{printf "  %10d  %s\n", $5, $NF}'

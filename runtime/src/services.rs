@@ -24,7 +24,8 @@ pub fn env_var(service: &str) -> String {
     format!("ORCA_SERVICE_{name}")
 }
 
-/// Binds every name in `needed`.
+/// Binds every name in `needed`, and every name a document or flag binds (so templates can
+/// read `services['name']` for services no step calls directly, such as a component's API).
 pub fn resolve(
     needed: &BTreeSet<String>,
     set: &DefinitionSet,
@@ -41,6 +42,10 @@ pub fn resolve(
     }
     needed
         .iter()
+        .chain(from_documents.keys())
+        .chain(overrides.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .map(|name| {
             let url = overrides
                 .get(name)

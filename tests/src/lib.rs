@@ -38,6 +38,8 @@ pub fn demo_router(verbose: bool) -> Router {
         .route("/api/v1/payment-methods/check", post(check_payment_method))
         .route("/api/v1/discounts/apply", post(apply_discount))
         .route("/api/v1/shipping", post(ship_order))
+        .route("/api/v1/shipping/priority", post(priority_shipping))
+        .route("/api/v1/risk", post(risk))
         .with_state(state)
 }
 
@@ -110,4 +112,19 @@ async fn ship_order(State(demo): State<Arc<Demo>>, body: Bytes) -> Response {
             .into_response();
     }
     axum::Json(json!({"tracking": "t-1"})).into_response()
+}
+
+async fn priority_shipping(State(demo): State<Arc<Demo>>, body: Bytes) -> Response {
+    log(&demo, "/api/v1/shipping/priority", &body);
+    axum::Json(json!({"priority": true})).into_response()
+}
+
+/// A risk score in 0..1 for the fraud-score component: riskier as the amount grows.
+async fn risk(State(demo): State<Arc<Demo>>, body: Bytes) -> Response {
+    log(&demo, "/api/v1/risk", &body);
+    let amount = input(&body)
+        .get("amount")
+        .and_then(Json::as_f64)
+        .unwrap_or(0.0);
+    axum::Json(json!({"risk": (amount / 20_000.0).min(1.0)})).into_response()
 }

@@ -32,6 +32,7 @@ impl Execution {
             "execution",
             json!({"id": self.id, "workflow": self.workflow_id}),
         );
+        scope.set("services", json!(self.services));
         let mut steps = Map::new();
         for (node, run) in plan.nodes.iter().zip(&self.steps) {
             if node.internal {

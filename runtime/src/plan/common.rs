@@ -16,7 +16,7 @@ use super::{Call, Condition, HttpCall, component};
 use crate::definition::{CompensationDef, ConditionDef};
 
 /// Variables every expression may read besides the steps' results.
-pub(super) const BUILTIN_VARIABLES: [&str; 3] = ["input", "steps", "execution"];
+pub(super) const BUILTIN_VARIABLES: [&str; 4] = ["input", "steps", "execution", "services"];
 
 /// Compiles an expression and checks that it reads only variables that exist.
 pub(super) fn expression(

@@ -11,6 +11,7 @@ mod support;
 
 mod bad_input;
 mod compensation;
+mod components;
 mod conditional;
 mod demo;
 mod durable;
