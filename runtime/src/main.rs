@@ -14,7 +14,7 @@ use orca_runtime::invoke::{Dispatcher, Invoker};
 use orca_runtime::metrics::{Metered, Metrics};
 use orca_runtime::progress::{Both, StderrProgress};
 use orca_runtime::runner::{RunError, Runner, WorkflowSource};
-use orca_runtime::store::kv::MemoryKv;
+use orca_runtime::store::kv::KvStore;
 use orca_runtime::store::{self, ExecutionStore, ListFilter, StoreConfig, StoreError};
 use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost, bind_components};
 use orca_runtime::{plan, services, view};
@@ -212,7 +212,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             let overrides: BTreeMap<String, String> = services.into_iter().collect();
             let bindings =
                 services::resolve(&plan.services, &set, &overrides, |k| std::env::var(k).ok());
-            let store = open_store(store.store.as_deref(), Some(&set)).await?;
+            let store = open_stores(store.store.as_deref(), Some(&set)).await?;
             let Host {
                 runner,
                 wasm,
@@ -242,7 +242,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             metrics_out,
             store,
         } => {
-            let store = open_store(store.store.as_deref(), None).await?;
+            let store = open_stores(store.store.as_deref(), None).await?;
             let Host {
                 runner, metrics, ..
             } = host(store, max_body_bytes)?;
@@ -283,7 +283,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 Ok(0)
             }
             ExecutionsCommand::Show { id, store } => {
-                let store = open_store(store.store.as_deref(), None).await?;
+                let store = open_stores(store.store.as_deref(), None).await?;
                 let runner = host(store, 0)?.runner;
                 let record = runner.load(&id).await?;
                 print_json(&view::execution(&record.execution));
@@ -300,7 +300,10 @@ struct Host {
     metrics: Metrics,
 }
 
-fn host(store: Arc<dyn ExecutionStore>, max_body_bytes: usize) -> Result<Host, Failure> {
+fn host(
+    (store, kv): (Arc<dyn ExecutionStore>, Arc<dyn KvStore>),
+    max_body_bytes: usize,
+) -> Result<Host, Failure> {
     let http: Arc<dyn Invoker> = Arc::new(
         HttpInvoker::new(HttpConfig {
             max_body_bytes,
@@ -314,7 +317,7 @@ fn host(store: Arc<dyn ExecutionStore>, max_body_bytes: usize) -> Result<Host, F
             ComponentBlobs::new(data.join("components")),
             HostServices {
                 http: http.clone(),
-                kv: Arc::new(MemoryKv::new()),
+                kv,
             },
             Some(&data.join("cache")),
         )
@@ -389,9 +392,17 @@ async fn open_store(
     flag: Option<&str>,
     set: Option<&DefinitionSet>,
 ) -> Result<Arc<dyn ExecutionStore>, Failure> {
+    Ok(open_stores(flag, set).await?.0)
+}
+
+/// The execution store and, in the same backend, the components' state.
+async fn open_stores(
+    flag: Option<&str>,
+    set: Option<&DefinitionSet>,
+) -> Result<(Arc<dyn ExecutionStore>, Arc<dyn KvStore>), Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let config = StoreConfig::resolve(flag, set, &env).map_err(store_failure)?;
-    store::open(&config).await.map_err(store_failure)
+    store::open_with_state(&config).await.map_err(store_failure)
 }
 
 /// Wrong settings are the user's to fix (exit 2); an unreachable server is a runtime failure.

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::kv::{KvStore, MemoryKv};
 use super::{
     ExecutionStore, LayeredStore, MemoryStore, PostgresStore, RedisStore, SqliteStore, StoreError,
 };
@@ -185,24 +186,38 @@ impl StoreConfig {
 
 /// Opens (connecting, creating and migrating as needed) the store `config` describes.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ExecutionStore>, StoreError> {
+    Ok(open_with_state(config).await?.0)
+}
+
+/// Opens the store `config` describes, and the component state kept in the same backend
+/// (sharing its connections).
+pub async fn open_with_state(
+    config: &StoreConfig,
+) -> Result<(Arc<dyn ExecutionStore>, Arc<dyn KvStore>), StoreError> {
+    fn both<S: ExecutionStore + KvStore + 'static>(
+        store: S,
+    ) -> (Arc<dyn ExecutionStore>, Arc<dyn KvStore>) {
+        let store = Arc::new(store);
+        (store.clone(), store)
+    }
     Ok(match config {
-        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Memory => (Arc::new(MemoryStore::new()), Arc::new(MemoryKv::new())),
         StoreConfig::Sqlite(path) => {
             let path = path.clone();
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                 .await
                 .map_err(|e| StoreError::backend("sqlite", e))??;
-            Arc::new(store)
+            both(store)
         }
-        StoreConfig::Postgres(pg) => Arc::new(PostgresStore::open(pg).await?),
+        StoreConfig::Postgres(pg) => both(PostgresStore::open(pg).await?),
         StoreConfig::Redis {
             redis,
             persistence: None,
-        } => Arc::new(RedisStore::open(redis).await?),
+        } => both(RedisStore::open(redis).await?),
         StoreConfig::Redis {
             redis,
             persistence: Some(pg),
-        } => Arc::new(LayeredStore::open(redis, pg).await?),
+        } => both(LayeredStore::open(redis, pg).await?),
     })
 }
 

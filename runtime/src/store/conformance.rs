@@ -245,3 +245,34 @@ macro_rules! suite {
 }
 
 pub(crate) use suite;
+
+/// What every [`KvStore`](super::kv::KvStore) backend must do for component state: exact keys,
+/// bytewise prefix listing (a prefix's glob or LIKE characters match only themselves), expiry
+/// and deletion.
+pub(crate) async fn component_state(kv: &dyn super::kv::KvStore) {
+    use std::time::Duration;
+    kv.set("t/a/x/e1/k", &[0, 255, 1], None).await.unwrap();
+    kv.set("t/a/x/e1/short", b"s", Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    kv.set("t/a/x/e1%_*?", b"odd", None).await.unwrap();
+    kv.set("t/a/x/e2/k", b"other execution", None)
+        .await
+        .unwrap();
+    kv.set("t/b/s/k", b"other tenant", None).await.unwrap();
+    assert_eq!(kv.get("t/a/x/e1/k").await.unwrap(), Some(vec![0, 255, 1]));
+    assert_eq!(kv.get("t/a/x/e1/missing").await.unwrap(), None);
+    assert_eq!(
+        kv.list_keys("t/a/x/e1/").await.unwrap(),
+        ["t/a/x/e1/k", "t/a/x/e1/short"]
+    );
+    assert_eq!(kv.list_keys("t/a/x/e1%_*").await.unwrap(), ["t/a/x/e1%_*?"]);
+    kv.set("t/a/x/e1/k", b"new", None).await.unwrap();
+    assert_eq!(kv.get("t/a/x/e1/k").await.unwrap(), Some(b"new".to_vec()));
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(kv.get("t/a/x/e1/short").await.unwrap(), None);
+    assert_eq!(kv.list_keys("t/a/x/e1/").await.unwrap(), ["t/a/x/e1/k"]);
+    kv.delete("t/a/x/e1/k").await.unwrap();
+    assert_eq!(kv.get("t/a/x/e1/k").await.unwrap(), None);
+    assert!(kv.list_keys("t/a/x/e1/").await.unwrap().is_empty());
+}

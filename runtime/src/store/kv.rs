@@ -24,7 +24,7 @@ pub trait KvStore: Send + Sync {
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -95,6 +95,11 @@ impl KvStore for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn component_state() {
+        crate::store::conformance::component_state(&MemoryKv::new()).await;
+    }
 
     #[tokio::test]
     async fn values_expire_and_listing_is_by_prefix() {

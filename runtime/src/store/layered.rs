@@ -221,5 +221,30 @@ impl LeaseStore for LayeredStore {
     }
 }
 
+/// Component state lives with the record of truth: PostgreSQL.
+#[async_trait::async_trait]
+impl super::kv::KvStore for LayeredStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.postgres.get(key).await
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> Result<(), StoreError> {
+        self.postgres.set(key, value, ttl).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.postgres.delete(key).await
+    }
+
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.postgres.list_keys(prefix).await
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -34,7 +34,7 @@ mod testing;
 
 pub use self::config::{
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TTL, ENV_POSTGRES_URL, ENV_REDIS_URL, Env, PostgresConfig,
-    RedisConfig, StoreConfig, open,
+    RedisConfig, StoreConfig, open, open_with_state,
 };
 pub use self::layered::LayeredStore;
 pub use self::lease::{Claim, Fence, Lease, owner_id, owner_is_dead_locally};

@@ -11,6 +11,7 @@
 //! Connections are plain TCP (no TLS in this build); use a local socket proxy or a private
 //! network for remote databases.
 
+mod kv;
 mod leases;
 mod schema;
 
@@ -344,6 +345,12 @@ mod tests {
     }
 
     crate::store::conformance::suite!(fresh);
+
+    #[tokio::test]
+    async fn component_state() {
+        let fixture = fresh().await;
+        crate::store::conformance::component_state(&fixture.store).await;
+    }
 
     #[tokio::test]
     async fn opening_twice_at_once_migrates_once() {

@@ -12,6 +12,7 @@
 //! carries every request of the process; conditional writes are Lua scripts (see
 //! [`scripts`]), so each is one atomic round trip.
 
+mod kv;
 mod scripts;
 
 use std::collections::HashMap;

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 
 use super::{ExecutionStore, Fence, ListFilter, StoreError, StoredExecution};
 
+mod kv;
 mod leases;
 
 use leases::fenced;
@@ -49,6 +50,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE executions ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX executions_lease ON executions (lease_until_ms) WHERE owner IS NOT NULL;",
+    // 3: component state (the WIT `state` interface), keyed by host-namespaced keys.
+    "CREATE TABLE kv (
+        key           TEXT PRIMARY KEY,
+        value         BLOB NOT NULL,
+        expires_at_ms INTEGER
+    );",
 ];
 
 const COLUMNS: &str = "id, workflow_id, status, created_at_ms, updated_at_ms, body";

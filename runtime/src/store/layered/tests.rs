@@ -48,6 +48,12 @@ async fn fresh() -> Fixture {
 
 crate::store::conformance::suite!(fresh);
 
+#[tokio::test]
+async fn component_state() {
+    let fixture = fresh().await;
+    crate::store::conformance::component_state(&fixture.store).await;
+}
+
 fn step(id: &str, status: &str, n: u8) -> StoredExecution {
     let mut e = execution(id, "wf", status, 1_000);
     e.updated_at_ms = 1_000 + i64::from(n);

@@ -34,6 +34,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX orca_executions_status ON orca_executions (status, created_at_ms DESC);
     CREATE INDEX orca_executions_lease ON orca_executions (lease_until_ms)
         WHERE owner IS NOT NULL;",
+    // 2: component state (the WIT `state` interface), keyed by host-namespaced keys. COLLATE
+    // "C" makes the primary key's order bytewise, so prefix listing is an index range scan.
+    "CREATE TABLE orca_kv (
+        key           TEXT COLLATE \"C\" PRIMARY KEY,
+        value         BYTEA NOT NULL,
+        expires_at_ms BIGINT
+    );",
 ];
 
 /// Creates `schema` if given (it is on the connection's search path already) and applies the

@@ -30,6 +30,12 @@ async fn fresh() -> Fixture {
 crate::store::conformance::suite!(fresh);
 
 #[tokio::test]
+async fn component_state() {
+    let fixture = fresh().await;
+    crate::store::conformance::component_state(&fixture.store).await;
+}
+
+#[tokio::test]
 async fn records_expire_after_the_ttl_and_leave_the_indexes() {
     let (config, _guard) = testing::redis(Duration::from_millis(600));
     let store = RedisStore::open(&config).await.unwrap();
