@@ -252,7 +252,8 @@ pub(crate) use suite;
 pub(crate) async fn component_state(kv: &dyn super::kv::KvStore) {
     use std::time::Duration;
     kv.set("t/a/x/e1/k", &[0, 255, 1], None).await.unwrap();
-    kv.set("t/a/x/e1/short", b"s", Some(Duration::from_millis(50)))
+    // Long enough that a loaded machine still lists it before it expires.
+    kv.set("t/a/x/e1/short", b"s", Some(Duration::from_millis(800)))
         .await
         .unwrap();
     kv.set("t/a/x/e1%_*?", b"odd", None).await.unwrap();
@@ -269,7 +270,7 @@ pub(crate) async fn component_state(kv: &dyn super::kv::KvStore) {
     assert_eq!(kv.list_keys("t/a/x/e1%_*").await.unwrap(), ["t/a/x/e1%_*?"]);
     kv.set("t/a/x/e1/k", b"new", None).await.unwrap();
     assert_eq!(kv.get("t/a/x/e1/k").await.unwrap(), Some(b"new".to_vec()));
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(kv.get("t/a/x/e1/short").await.unwrap(), None);
     assert_eq!(kv.list_keys("t/a/x/e1/").await.unwrap(), ["t/a/x/e1/k"]);
     kv.delete("t/a/x/e1/k").await.unwrap();

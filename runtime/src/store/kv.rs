@@ -100,21 +100,4 @@ mod tests {
     async fn component_state() {
         crate::store::conformance::component_state(&MemoryKv::new()).await;
     }
-
-    #[tokio::test]
-    async fn values_expire_and_listing_is_by_prefix() {
-        let kv = MemoryKv::new();
-        kv.set("t/a/x", b"1", None).await.unwrap();
-        kv.set("t/a/y", b"2", Some(Duration::from_millis(30)))
-            .await
-            .unwrap();
-        kv.set("t/b/x", b"3", None).await.unwrap();
-        assert_eq!(kv.list_keys("t/a/").await.unwrap(), ["t/a/x", "t/a/y"]);
-        assert_eq!(kv.get("t/a/y").await.unwrap(), Some(b"2".to_vec()));
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(kv.get("t/a/y").await.unwrap(), None);
-        assert_eq!(kv.list_keys("t/a/").await.unwrap(), ["t/a/x"]);
-        kv.delete("t/a/x").await.unwrap();
-        assert!(kv.get("t/a/x").await.unwrap().is_none());
-    }
 }

@@ -145,6 +145,17 @@ impl WasmHost {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    #[tracing::instrument(
+        name = "wasm_invocation",
+        skip_all,
+        fields(
+            component = %request.component,
+            tenant = %request.tenant,
+            execution = %request.execution_id,
+            step = %request.step,
+            attempt,
+        )
+    )]
     async fn call(&self, request: &ComponentRequest, attempt: u32) -> Result<Response, Failure> {
         let loaded = self.load(request).await?;
         let _permit = self.permits.acquire().await.map_err(|_| {
