@@ -165,6 +165,31 @@ impl Metrics {
         }
     }
 
+    /// Every family registered, by name (a family shows in [`Metrics::render`] only once it has
+    /// a sample).
+    pub fn family_names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 12] = [
+            &self.executions,
+            &self.duration,
+            &self.in_flight,
+            &self.steps_executed,
+            &self.steps_failed,
+            &self.api_calls,
+            &self.retries,
+            &self.compensations,
+            &self.calls,
+            &self.call_duration,
+            &self.wasm,
+            &self.wasm_duration,
+        ];
+        collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect()
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -341,6 +366,14 @@ mod tests {
             idempotency_key: "k".into(),
             service: Some(service.into()),
         })
+    }
+
+    #[test]
+    fn every_family_is_named_even_before_it_has_samples() {
+        let names = Metrics::new().family_names();
+        assert_eq!(names.len(), 12);
+        assert!(names.contains(&"workflow_executions_total".to_string()));
+        assert!(names.contains(&"workflow_duration_seconds".to_string()));
     }
 
     #[tokio::test]

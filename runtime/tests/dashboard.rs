@@ -14,8 +14,7 @@ fn known_series() -> BTreeSet<String> {
     ]
     .map(String::from)
     .into();
-    for family in Metrics::new().registry().gather() {
-        let name = family.name().to_string();
+    for name in Metrics::new().family_names() {
         for suffix in ["", "_bucket", "_sum", "_count"] {
             known.insert(format!("{name}{suffix}"));
         }
@@ -48,7 +47,9 @@ fn metric_names(expr: &str) -> Vec<String> {
             .unwrap_or(tail.len());
         let word = &tail[..end];
         let in_string = rest[..start].matches('"').count() % 2 == 1;
-        let in_range = rest[..start].ends_with('[');
+        // `5m` in `[5m]`, `0.95`: a word glued to a number is a unit or exponent, not a name.
+        let in_range =
+            rest[..start].ends_with(|c: char| c == '[' || c.is_ascii_digit() || c == '.');
         if !in_string && !in_range && !NOT_METRICS.contains(&word) && !word.starts_with('$') {
             names.push(word.to_string());
         }
