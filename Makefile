@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= /var/tmp/orca-target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: demo test build lint guests
+.PHONY: demo test build lint guests bench
 
 build:
 	$(CARGO) build --workspace --bins
@@ -25,3 +25,10 @@ guests:
 
 test: lint build guests
 	$(CARGO) test --workspace
+
+# Orca against its floors (engine overhead, fan-out, Wasm, durable stores, memory, recovery);
+# prints a table and rewrites BENCHMARKS.md. Needs the guests and the local PostgreSQL and
+# Redis. Full run ~5 min; `make bench BENCH_ARGS=--quick` for a ~1 min smoke run.
+BENCH_ARGS ?=
+bench: guests
+	$(CARGO) run --release -p orca-bench -- $(BENCH_ARGS)

@@ -1,0 +1,159 @@
+//! Sections 1 and 2: engine overhead (10 sequential steps) and fan-out (100 parallel steps),
+//! on the memory store against the in-process mock, each interleaved run by run with its floor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Result, ensure};
+use orca_runtime::engine::Status;
+use orca_runtime::http::{HttpConfig, HttpInvoker};
+use orca_runtime::runner::Runner;
+use orca_runtime::store::MemoryStore;
+use tokio::task::JoinSet;
+
+use crate::Report;
+use crate::common::{self, Settings, by_hand, input, post};
+use crate::stats::{Row, Samples, fmt_us};
+
+const WARMUP: u64 = 30;
+
+fn runner() -> Result<Runner> {
+    Ok(Runner::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(HttpInvoker::new(HttpConfig::default())?),
+    ))
+}
+
+pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Report) -> Result<()> {
+    const STEPS: usize = 10;
+    let (source, plan) = common::workflow(
+        "bench-seq10",
+        common::http_steps("bench-seq10", STEPS, false),
+    )?;
+    let runner = runner()?;
+    let bindings = common::bindings(base);
+    let client = reqwest::Client::new();
+    let (mut orca, mut floor) = (Samples::default(), Samples::default());
+    let deadline = Instant::now() + settings.window * 2;
+    let mut i = 0u64;
+    while Instant::now() < deadline || orca.len() < 100 {
+        let t = Instant::now();
+        let done = runner
+            .run(source.clone(), &plan, input(i), bindings.clone())
+            .await?;
+        let took = t.elapsed();
+        ensure!(
+            done.status == Status::Completed,
+            "the workflow ended {:?}",
+            done.status
+        );
+        let t = Instant::now();
+        by_hand(&client, base, STEPS, i).await?;
+        let floor_took = t.elapsed();
+        if i >= WARMUP {
+            orca.push(took);
+            floor.push(floor_took);
+        }
+        i += 1;
+    }
+    let ratio = orca.p50() / floor.p50();
+    let per_step = (orca.p50() - floor.p50()) / STEPS as f64;
+    report.rows.push(
+        Row::new("1", "10 sequential HTTP steps, memory store: p50")
+            .orca(fmt_us(orca.p50()))
+            .floor(fmt_us(floor.p50()))
+            .ratio(ratio)
+            .target("<= 1.05x", ratio <= 1.05),
+    );
+    report.rows.push(
+        Row::new("1", "  p99")
+            .orca(fmt_us(orca.p99()))
+            .floor(fmt_us(floor.p99()))
+            .ratio(orca.p99() / floor.p99()),
+    );
+    report
+        .rows
+        .push(Row::new("1", "  engine overhead per step (p50)").orca(fmt_us(per_step)));
+    report.notes.push(format!(
+        "1. {} workflows of each kind after {WARMUP} warm-up runs, engine and floor alternating run by run.",
+        orca.len()
+    ));
+    if ratio > 1.05 {
+        report.missed.push(format!(
+            "Engine overhead: p50 ratio {ratio:.2}x (target <= 1.05x): {} per workflow vs {} by hand, {} per step.",
+            fmt_us(orca.p50()),
+            fmt_us(floor.p50()),
+            fmt_us(per_step)
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn fan_out(settings: &Settings, base: &str, report: &mut Report) -> Result<()> {
+    const BRANCHES: usize = 100;
+    let (source, plan) = common::workflow(
+        "bench-fan100",
+        common::http_steps("bench-fan100", BRANCHES, true),
+    )?;
+    let runner = runner()?;
+    let bindings = common::bindings(base);
+    let client = reqwest::Client::new();
+    let (mut orca, mut floor, mut one) =
+        (Samples::default(), Samples::default(), Samples::default());
+    let deadline = Instant::now() + settings.window * 2;
+    let mut i = 0u64;
+    while Instant::now() < deadline || orca.len() < 30 {
+        let t = Instant::now();
+        let done = runner
+            .run(source.clone(), &plan, input(i), bindings.clone())
+            .await?;
+        let took = t.elapsed();
+        ensure!(
+            done.status == Status::Completed,
+            "the workflow ended {:?}",
+            done.status
+        );
+
+        let t = Instant::now();
+        let mut set = JoinSet::new();
+        for s in 0..BRANCHES {
+            let (client, base) = (client.clone(), base.to_string());
+            set.spawn(async move { post(&client, &base, s, i, &input(i)).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+        let floor_took = t.elapsed();
+
+        let t = Instant::now();
+        post(&client, base, 0, i, &input(i)).await?;
+        let one_took = t.elapsed();
+        if i >= 5 {
+            orca.push(took);
+            floor.push(floor_took);
+            one.push(one_took);
+        }
+        i += 1;
+    }
+    report.rows.push(
+        Row::new("2", "100 parallel HTTP steps: wall p50")
+            .orca(fmt_us(orca.p50()))
+            .floor(fmt_us(floor.p50()))
+            .ratio(orca.p50() / floor.p50()),
+    );
+    report.rows.push(
+        Row::new("2", "  one call p50 (fan-out / one call)")
+            .orca(format!("{:.1}x", orca.p50() / one.p50()))
+            .floor(fmt_us(one.p50())),
+    );
+    report.rows.push(
+        Row::new("2", "  scheduler overhead per branch (p50)")
+            .orca(fmt_us((orca.p50() - floor.p50()) / BRANCHES as f64)),
+    );
+    report.notes.push(format!(
+        "2. {} fan-outs; the floor sends the same 100 POSTs as 100 tokio tasks on one reqwest client. \
+         Overhead per branch = (orca p50 - floor p50) / 100.",
+        orca.len()
+    ));
+    Ok(())
+}

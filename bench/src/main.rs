@@ -1,0 +1,262 @@
+//! `orca-bench`: Orca measured side by side with its floors, in one run.
+//!
+//! ```text
+//! cargo run --release -p orca-bench -- [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]
+//! ```
+//!
+//! Prints a table and writes it, with the method, date and machine, to `--out`. PostgreSQL
+//! and Redis are taken from `ORCA_BENCH_POSTGRES_URL` / `ORCA_BENCH_REDIS_URL` (default: the
+//! local servers); everything this run creates there is dropped at the end.
+
+mod common;
+mod durable;
+mod engine;
+mod memory;
+mod recovery;
+mod stats;
+mod wasm;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use orca_runtime::store::StoreConfig;
+
+use common::Settings;
+use stats::Row;
+
+/// What the measurements produce.
+#[derive(Default)]
+pub(crate) struct Report {
+    pub(crate) rows: Vec<Row>,
+    /// How each number was obtained.
+    pub(crate) notes: Vec<String>,
+    /// Targets missed, each with the measured number.
+    pub(crate) missed: Vec<String>,
+}
+
+struct Args {
+    quick: bool,
+    out: PathBuf,
+    only: BTreeSet<u32>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        quick: false,
+        out: PathBuf::from("BENCHMARKS.md"),
+        only: (1..=6).collect(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--out" => args.out = it.next().context("--out needs a path")?.into(),
+            "--only" => {
+                args.only = it
+                    .next()
+                    .context("--only needs a list like 1,3")?
+                    .split(',')
+                    .map(|s| s.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .context("--only takes section numbers 1 to 6")?;
+            }
+            "-h" | "--help" => {
+                println!(
+                    "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]\n\
+                     Full run ~5 min, --quick ~1 min."
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument `{other}` (try --help)"),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let settings = Settings::new(args.quick);
+    let started = Instant::now();
+    let base = common::mock_service().await?;
+    let dir = tempfile::Builder::new()
+        .prefix("orca-bench-")
+        .tempdir_in("/var/tmp")?;
+    let mut report = Report::default();
+    let result = sections(&args, &settings, &base, dir.path(), &mut report).await;
+    if let Err(e) = durable::clean_up(&settings).await {
+        eprintln!("cleaning up PostgreSQL/Redis: {e:#}");
+    }
+    if let Err(e) = &result {
+        report.notes.push(format!("The run stopped early: {e:#}"));
+    }
+    let elapsed = started.elapsed();
+    let table = stats::table(&report.rows);
+    println!("\n{table}");
+    for m in &report.missed {
+        println!("MISSED: {m}");
+    }
+    let doc = markdown(&args, &settings, &report, &table, elapsed);
+    std::fs::write(&args.out, doc).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} ({:.0} s)",
+        args.out.display(),
+        elapsed.as_secs_f64()
+    );
+    result
+}
+
+async fn sections(
+    args: &Args,
+    settings: &Settings,
+    base: &str,
+    dir: &std::path::Path,
+    report: &mut Report,
+) -> Result<()> {
+    let on = |n: u32| args.only.contains(&n);
+    // Memory first, while the heap is fresh, so that what earlier sections freed is not
+    // reused and hidden from the difference.
+    if on(5) {
+        progress("5 memory with parked executions");
+        memory::parked(settings, report).await?;
+    }
+    if on(1) {
+        progress("1 engine overhead");
+        engine::sequential(settings, base, report).await?;
+    }
+    if on(2) {
+        progress("2 fan-out");
+        engine::fan_out(settings, base, report).await?;
+    }
+    if on(3) {
+        progress("3 Wasm step");
+        wasm::wasm_step(settings, report).await?;
+    }
+    if on(4) {
+        progress("4 durable workflows");
+        durable::durable(settings, base, dir, report).await?;
+    }
+    if on(6) {
+        progress("6 recovery (sqlite)");
+        recovery::recovery(
+            settings,
+            "sqlite",
+            StoreConfig::Sqlite(dir.join("recovery.db")),
+            report,
+        )
+        .await?;
+        progress("6 recovery (postgresql)");
+        let pg = durable::postgres(settings, &format!("{}_r", settings.tag));
+        recovery::recovery(settings, "postgresql", StoreConfig::Postgres(pg), report).await?;
+    }
+    Ok(())
+}
+
+fn progress(what: &str) {
+    eprintln!("[orca-bench] {what} ...");
+}
+
+fn command(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn markdown(
+    args: &Args,
+    settings: &Settings,
+    report: &Report,
+    table: &str,
+    elapsed: std::time::Duration,
+) -> String {
+    let mut doc = String::new();
+    doc.push_str("# Orca benchmarks\n\n");
+    doc.push_str(
+        "Generated by `orca-bench` (`make bench`, or `cargo run --release -p orca-bench -- \
+         [--quick]`); the table and the sections \"Method\", \"Missed targets\" and \
+         \"Notes\" are rewritten by every run, \"Findings\" comes from `bench/FINDINGS.md`.\n\n",
+    );
+    doc.push_str(&format!(
+        "- Date: {}\n- Run: {} ({:.0} s){}\n- Machine: {} cores (`nproc`), {}, {} MiB RAM\n- Rust: {}\n\n",
+        command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        if settings.quick { "`--quick` (short windows, 10k parked, 1k recovered)" } else { "full" },
+        elapsed.as_secs_f64(),
+        if args.only.len() < 6 { format!(", sections {:?} only", args.only) } else { String::new() },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpu_model(),
+        mem_total_mib(),
+        command("rustc", &["--version"]),
+    ));
+    doc.push_str("## Results\n\n");
+    doc.push_str(table);
+    doc.push_str("\n\"floor\" is the same work done without Orca, measured in the same run. ");
+    doc.push_str("Latencies are per workflow (or per call), p50/p99 by nearest rank.\n\n");
+    doc.push_str("## Missed targets\n\n");
+    if report.missed.is_empty() {
+        doc.push_str("None.\n");
+    }
+    for m in &report.missed {
+        doc.push_str(&format!("- {m}\n"));
+    }
+    doc.push_str("\n## Method\n\n");
+    doc.push_str(&format!(
+        "One process, a multi-threaded tokio runtime (as many workers as cores), release build. \
+         The mock service is axum on 127.0.0.1:0 in the same process and answers `{{\"ok\": true}}` \
+         to everything; it shares the cores with the engine and with the floors. HTTP steps go \
+         through the runtime's `HttpInvoker` (reqwest); the hand-written floors use one reqwest \
+         client with the same body and an `Idempotency-Key` header. Each latency window is {:.0} s, \
+         throughput windows likewise (workers loop over whole workflows until the window closes). \
+         PostgreSQL (synchronous_commit as configured on the server) and Redis are the local \
+         servers; this run's schemas and keys (`{}*`) are dropped at the end. SQLite files live \
+         in a temporary directory under /var/tmp, on the same disk as the fsync floor.\n\n",
+        settings.window.as_secs_f64(),
+        settings.tag
+    ));
+    doc.push_str("## Notes\n\n");
+    for n in &report.notes {
+        doc.push_str(&format!("- {n}\n"));
+    }
+    if let Ok(findings) = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("FINDINGS.md"),
+    ) {
+        doc.push_str("\n## Findings\n\n");
+        doc.push_str(findings.trim());
+        doc.push('\n');
+    }
+    doc
+}
+
+fn mem_total_mib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
