@@ -11,6 +11,7 @@ pub mod plan;
 pub mod progress;
 pub mod retry;
 pub mod runner;
+pub mod server;
 pub mod services;
 pub mod store;
 pub mod view;

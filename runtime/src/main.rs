@@ -17,7 +17,9 @@ use orca_runtime::runner::{RunError, Runner, WorkflowSource};
 use orca_runtime::store::kv::KvStore;
 use orca_runtime::store::{self, ExecutionStore, ListFilter, StoreConfig, StoreError};
 use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost, bind_components};
-use orca_runtime::{plan, services, view};
+use orca_runtime::{plan, server, services, view};
+
+mod client;
 
 #[derive(Parser)]
 #[command(
@@ -90,10 +92,121 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Serve the multi-tenant HTTP API (see README, "Server").
+    Serve {
+        /// Address to listen on; port 0 picks a free port. The address is printed on stdout
+        /// as `listening on http://ADDR`.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The token that may create tenants and tenant tokens.
+        #[arg(long, env = "ORCA_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// On SIGTERM or ctrl-c, how long in-flight executions may run on before they are
+        /// stopped at their last checkpoint.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Largest component upload, in bytes.
+        #[arg(long, default_value_t = 32 * 1024 * 1024)]
+        max_component_bytes: usize,
+        /// Executions one tenant may have running at once; more are refused with 429.
+        #[arg(long, default_value_t = 100)]
+        max_running_per_tenant: usize,
+        /// Ceiling on a component's per-call memory (`spec.limits.memory`), in bytes.
+        #[arg(long, default_value_t = 256 << 20)]
+        max_call_memory_bytes: u64,
+        /// Ceiling on a component's per-call deadline (`spec.limits.deadline`).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        max_call_deadline: std::time::Duration,
+        /// A host pattern components may be granted (repeatable; like `*.example.com` or
+        /// `10.0.0.5:8080`). Without any, components may be granted any host.
+        #[arg(long = "allow-egress")]
+        allow_egress: Vec<String>,
+        /// Fail a step whose response body is larger than this many bytes.
+        #[arg(long, default_value_t = 10 * 1024 * 1024)]
+        max_body_bytes: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Apply definition files on a server (all documents of a file, or none).
+    Apply {
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Manage components on a server.
+    Components {
+        #[command(subcommand)]
+        command: ComponentsCommand,
+    },
+    /// Start an execution on a server and print its id (or, with --wait, the execution).
+    Start {
+        workflow: String,
+        /// Execution input: JSON text, or @FILE.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Bind a service name to a base URL: NAME=URL (repeatable).
+        #[arg(long = "service", value_parser = services::parse_binding)]
+        services: Vec<(String, String)>,
+        /// Wait up to this long (like `30s`) for the execution to end.
+        #[arg(long)]
+        wait: Option<String>,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// List a server's executions.
+    Get {
+        #[command(subcommand)]
+        command: GetCommand,
+    },
+    /// Show one execution on a server, step by step.
+    Describe {
+        #[command(subcommand)]
+        command: DescribeCommand,
+    },
+    /// Cancel an execution on a server: it stops and compensates.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
     /// List or show stored executions.
     Executions {
         #[command(subcommand)]
         command: ExecutionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ComponentsCommand {
+    /// Upload a component (.wasm) and print its digest.
+    Push {
+        file: PathBuf,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum GetCommand {
+    Executions {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DescribeCommand {
+    Execution {
+        id: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
     },
 }
 
@@ -217,7 +330,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 runner,
                 wasm,
                 metrics,
-            } = host(store, max_body_bytes)?;
+            } = host(store, max_body_bytes, true)?;
             let components = bind_components(&set, &wasm)?;
             let source = WorkflowSource {
                 name: plan.workflow_id.clone(),
@@ -245,7 +358,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             let store = open_stores(store.store.as_deref(), None).await?;
             let Host {
                 runner, metrics, ..
-            } = host(store, max_body_bytes)?;
+            } = host(store, max_body_bytes, true)?;
             let overrides: BTreeMap<String, String> = services.into_iter().collect();
             let execution = runner.resume(&id, &overrides).await?;
             if let Some(path) = metrics_out {
@@ -254,6 +367,62 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             print_json(&view::execution(&execution));
             Ok(execution.status.exit_code() as u8)
         }
+        Command::Serve {
+            listen,
+            admin_token,
+            grace,
+            max_component_bytes,
+            max_running_per_tenant,
+            max_call_memory_bytes,
+            max_call_deadline,
+            allow_egress,
+            max_body_bytes,
+            store,
+        } => {
+            let config = server::ServerConfig {
+                admin_token_sha256: admin_token.as_deref().map(server::sha256_hex),
+                max_component_bytes,
+                max_running_per_tenant,
+                max_call_memory_bytes,
+                max_call_deadline,
+                egress_ceiling: (!allow_egress.is_empty()).then_some(allow_egress),
+                ..server::ServerConfig::default()
+            };
+            serve(&listen, config, grace, max_body_bytes, store).await
+        }
+        Command::Apply { files, client } => client::Client::new(client)?.apply(&files).await,
+        Command::Components {
+            command: ComponentsCommand::Push { file, client },
+        } => client::Client::new(client)?.push_component(&file).await,
+        Command::Start {
+            workflow,
+            input,
+            services,
+            wait,
+            client,
+        } => {
+            let input = parse_input(&input)?;
+            client::Client::new(client)?
+                .start(&workflow, input, services, wait.as_deref())
+                .await
+        }
+        Command::Get {
+            command:
+                GetCommand::Executions {
+                    workflow,
+                    status,
+                    limit,
+                    client,
+                },
+        } => {
+            client::Client::new(client)?
+                .get_executions(workflow, status, limit)
+                .await
+        }
+        Command::Describe {
+            command: DescribeCommand::Execution { id, client },
+        } => client::Client::new(client)?.describe_execution(&id).await,
+        Command::Cancel { id, client } => client::Client::new(client)?.cancel(&id).await,
         Command::Executions { command } => match command {
             ExecutionsCommand::List {
                 workflow,
@@ -284,7 +453,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             }
             ExecutionsCommand::Show { id, store } => {
                 let store = open_stores(store.store.as_deref(), None).await?;
-                let runner = host(store, 0)?.runner;
+                let runner = host(store, 0, false)?.runner;
                 let record = runner.load(&id).await?;
                 print_json(&view::execution(&record.execution));
                 Ok(0)
@@ -300,9 +469,11 @@ struct Host {
     metrics: Metrics,
 }
 
+/// `stderr_progress`: print each step's progress (the CLI's runs), besides counting it.
 fn host(
     (store, kv): (Arc<dyn ExecutionStore>, Arc<dyn KvStore>),
     max_body_bytes: usize,
+    stderr_progress: bool,
 ) -> Result<Host, Failure> {
     let http: Arc<dyn Invoker> = Arc::new(
         HttpInvoker::new(HttpConfig {
@@ -311,12 +482,15 @@ fn host(
         })
         .context("creating the HTTP client")?,
     );
+    let metrics = Metrics::new();
     let data = data_dir();
+    // Guests' HTTP calls go through the same client and are metered like HTTP steps.
+    let guest_http: Arc<dyn Invoker> = Arc::new(Metered::new(http.clone(), metrics.clone()));
     let wasm = Arc::new(
         WasmHost::new(
             ComponentBlobs::new(data.join("components")),
             HostServices {
-                http: http.clone(),
+                http: guest_http,
                 kv,
             },
             Some(&data.join("cache")),
@@ -327,15 +501,89 @@ fn host(
         http,
         component: Some(wasm.clone()),
     };
-    let metrics = Metrics::new();
     let invoker = Metered::new(Arc::new(dispatcher), metrics.clone());
-    let runner = Runner::new(store, Arc::new(invoker))
-        .with_progress(Arc::new(Both(StderrProgress, metrics.clone())));
+    let runner = Runner::new(store, Arc::new(invoker));
+    let runner = if stderr_progress {
+        runner.with_progress(Arc::new(Both(StderrProgress, metrics.clone())))
+    } else {
+        runner.with_progress(Arc::new(metrics.clone()))
+    };
     Ok(Host {
         runner,
         wasm,
         metrics,
     })
+}
+
+async fn serve(
+    listen: &str,
+    config: server::ServerConfig,
+    grace: std::time::Duration,
+    max_body_bytes: usize,
+    store: StoreArgs,
+) -> Result<u8, Failure> {
+    let env = |name: &str| std::env::var(name).ok();
+    let store_config =
+        StoreConfig::resolve(store.store.as_deref(), None, &env).map_err(store_failure)?;
+    let tenants: Arc<dyn server::TenantStore> = match &store_config {
+        StoreConfig::Memory => Arc::new(server::SqliteTenants::in_memory().map_err(store_failure)?),
+        StoreConfig::Sqlite(path) => {
+            Arc::new(server::SqliteTenants::open(path).map_err(store_failure)?)
+        }
+        StoreConfig::Postgres(pg)
+        | StoreConfig::Redis {
+            persistence: Some(pg),
+            ..
+        } => Arc::new(
+            server::PostgresTenants::open(pg)
+                .await
+                .map_err(store_failure)?,
+        ),
+        StoreConfig::Redis {
+            persistence: None, ..
+        } => {
+            return Err(Failure::BadInput(
+                "`orca serve` keeps tenants in SQLite or PostgreSQL: give the Redis store a \
+                 PostgreSQL persistence (`?persistence=postgresql`), or use another store"
+                    .into(),
+            ));
+        }
+    };
+    let (executions, kv) = store::open_with_state(&store_config)
+        .await
+        .map_err(store_failure)?;
+    let Host {
+        runner,
+        wasm,
+        metrics,
+    } = host((executions.clone(), kv), max_body_bytes, false)?;
+    let app = server::App::new(config, tenants, executions, runner, wasm, metrics);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure::BadInput(format!("--listen {listen}: {e}")))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    println!("listening on http://{addr}");
+    server::serve(app, listener, grace, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(0)
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    eprintln!("shutting down: finishing in-flight executions");
 }
 
 /// Orca's files: `$ORCA_HOME`, else `$XDG_DATA_HOME/orca`, else `~/.local/share/orca`.

@@ -97,6 +97,10 @@ pub enum RunError {
         owner: String,
         until_ms: u64,
     },
+    /// The process is shutting down: the execution was left at its last checkpoint with its
+    /// lease released, for a later [`Runner::resume`].
+    #[error("stopped driving execution `{id}`: the process is shutting down")]
+    Stopped { id: String },
     /// This runner was fenced out (another process took over) or could not renew its lease.
     #[error("stopped driving execution `{id}`: {reason}")]
     LeaseLost { id: String, reason: String },
@@ -169,12 +173,66 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Execution, RunError> {
+        let (_control, mut inbox) = mpsc::unbounded_channel();
+        let (mut record, actions, fence, mut keeper) =
+            self.create(workflow, plan, input, bindings).await?;
+        self.drive(&mut record, plan, actions, fence, &mut keeper, &mut inbox)
+            .await?;
+        Ok(record.execution)
+    }
+
+    /// Creates a new execution (durable when this returns) and drives it on a background
+    /// task; the handle carries its id and can cancel or stop it.
+    pub async fn start(
+        &self,
+        workflow: WorkflowSource,
+        plan: Plan,
+        input: Json,
+        bindings: Bindings,
+    ) -> Result<Handle, RunError> {
+        let (record, actions, fence, keeper) =
+            self.create(workflow, &plan, input, bindings).await?;
+        let (control, mut inbox) = mpsc::unbounded_channel();
+        let id = record.execution.id.clone();
+        let runner = self.clone();
+        let task = tokio::spawn(async move {
+            let (mut record, mut keeper) = (record, keeper);
+            runner
+                .drive(&mut record, &plan, actions, fence, &mut keeper, &mut inbox)
+                .await?;
+            Ok(record.execution)
+        });
+        Ok(Handle { id, control, task })
+    }
+
+    /// [`Runner::resume`] on a background task. `control` messages queued before the
+    /// execution is claimed (a cancel) are applied as soon as it is.
+    pub fn resume_in_background(&self, id: &str, services: BTreeMap<String, String>) -> Handle {
+        let (control, mut inbox) = mpsc::unbounded_channel();
+        let runner = self.clone();
+        let owned = id.to_string();
+        let task =
+            tokio::spawn(async move { runner.resume_with(&owned, &services, &mut inbox).await });
+        Handle {
+            id: id.to_string(),
+            control,
+            task,
+        }
+    }
+
+    async fn create(
+        &self,
+        workflow: WorkflowSource,
+        plan: &Plan,
+        input: Json,
+        bindings: Bindings,
+    ) -> Result<(ExecutionRecord, Vec<Action>, Fence, Keeper), RunError> {
         let id = uuid::Uuid::now_v7().to_string();
         let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
         if let Some(p) = &self.progress {
             p.started(&execution);
         }
-        let mut record = ExecutionRecord {
+        let record = ExecutionRecord {
             workflow,
             execution,
         };
@@ -183,10 +241,8 @@ impl Runner {
             .store
             .create(&self.stored(&record)?, &self.owner, until)
             .await?;
-        let mut keeper = self.keep(&record.execution.id, fence, until);
-        self.drive(&mut record, plan, actions, fence, &mut keeper)
-            .await?;
-        Ok(record.execution)
+        let keeper = self.keep(&record.execution.id, fence, until);
+        Ok((record, actions, fence, keeper))
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
@@ -199,6 +255,16 @@ impl Runner {
         &self,
         id: &str,
         services: &BTreeMap<String, String>,
+    ) -> Result<Execution, RunError> {
+        let (_control, mut inbox) = mpsc::unbounded_channel();
+        self.resume_with(id, services, &mut inbox).await
+    }
+
+    async fn resume_with(
+        &self,
+        id: &str,
+        services: &BTreeMap<String, String>,
+        inbox: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<Execution, RunError> {
         let first = self.load(id).await?;
         not_final(id, &first)?;
@@ -226,7 +292,7 @@ impl Runner {
         }
         let actions = record.execution.resume(&plan, self.clock.now_ms());
         self.save(&record, fence).await?;
-        self.drive(&mut record, &plan, actions, fence, &mut keeper)
+        self.drive(&mut record, &plan, actions, fence, &mut keeper, inbox)
             .await?;
         Ok(record.execution)
     }
@@ -252,7 +318,10 @@ impl Runner {
         mut actions: Vec<Action>,
         fence: Fence,
         keeper: &mut Keeper,
+        control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<(), RunError> {
+        // Once every sender is gone, `recv` would return `None` at once: stop polling it.
+        let mut control_open = true;
         let (events, mut inbox) = mpsc::unbounded_channel::<Event>();
         // Dropping the set aborts whatever is still in flight when the loop returns.
         let mut tasks = JoinSet::new();
@@ -313,6 +382,25 @@ impl Runner {
                         reason,
                     });
                 }
+                message = control.recv(), if control_open => {
+                    match message {
+                        Some(Control::Cancel(reason)) => {
+                            let now = self.clock.now_ms();
+                            actions.extend(record.execution.cancel(plan, &reason, now));
+                            self.save(record, fence).await?;
+                        }
+                        Some(Control::Stop) => {
+                            // The last save is the checkpoint: calls in flight are sent again
+                            // (same idempotency key) by whoever resumes.
+                            self.release(&record.execution.id, fence).await;
+                            return Err(RunError::Stopped {
+                                id: record.execution.id.clone(),
+                            });
+                        }
+                        None => control_open = false,
+                    }
+                    continue;
+                }
             };
             let Some(first) = first else {
                 unreachable!("the loop holds a sender, so the channel stays open");
@@ -361,6 +449,51 @@ impl Runner {
             updated_at_ms: self.clock.now_ms() as i64,
             body,
         })
+    }
+}
+
+/// A message into a running drive loop.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Cancel the execution (see [`Execution::cancel`]): it compensates and ends `cancelled`.
+    Cancel(String),
+    /// Stop driving at the last checkpoint and release the lease (process shutdown).
+    Stop,
+}
+
+/// An execution driven on a background task.
+pub struct Handle {
+    pub id: String,
+    control: mpsc::UnboundedSender<Control>,
+    task: tokio::task::JoinHandle<Result<Execution, RunError>>,
+}
+
+impl Handle {
+    /// Asks the drive loop to cancel; false if it has already ended.
+    pub fn cancel(&self, reason: &str) -> bool {
+        self.control
+            .send(Control::Cancel(reason.to_string()))
+            .is_ok()
+    }
+
+    /// Asks the drive loop to stop at its last checkpoint (see [`Control::Stop`]).
+    pub fn stop(&self) {
+        let _ = self.control.send(Control::Stop);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the drive loop to end.
+    pub async fn join(self) -> Result<Execution, RunError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(RunError::LeaseLost {
+                id: self.id,
+                reason: format!("the drive task ended abnormally: {e}"),
+            }),
+        }
     }
 }
 

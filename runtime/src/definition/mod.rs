@@ -179,7 +179,7 @@ impl LoadedDocument {
 /// Splits a YAML stream at its `---` / `...` markers. Returns each non-empty document with the
 /// number of file lines before it. A marker can only start a line at column 0, and block
 /// scalars are always indented, so a line-based split cannot cut a value in two.
-fn split_documents(text: &str) -> Vec<(u64, &str)> {
+pub fn split_documents(text: &str) -> Vec<(u64, &str)> {
     let mut documents = Vec::new();
     let mut start_byte = 0;
     let mut start_line = 0u64;

@@ -22,5 +22,6 @@ mod parallel;
 mod resume;
 mod retry;
 mod sequential;
+mod server;
 mod state_machine;
 mod validate;

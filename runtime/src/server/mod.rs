@@ -1,0 +1,265 @@
+//! `orca serve`: the multi-tenant HTTP API.
+//!
+//! Handlers are thin: they authenticate (see [`auth`]), parse, call the runner, the stores or
+//! the Wasm host, and map failures through [`error::ApiError`]. A tenant only ever sees its own
+//! definitions, components and executions; another tenant's object answers 404, exactly as an
+//! unknown one does.
+
+mod admin;
+mod auth;
+mod components;
+mod definitions;
+mod error;
+mod executions;
+mod openapi;
+mod ops;
+mod quotas;
+mod router;
+mod tenants;
+mod tenants_pg;
+
+#[cfg(test)]
+mod tests;
+
+pub use auth::sha256_hex;
+pub use openapi::document as openapi_document;
+pub use router::router;
+pub use tenants::{SqliteTenants, TenantStore};
+pub use tenants_pg::PostgresTenants;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::runner::{Handle, Runner};
+use crate::store::ExecutionStore;
+use crate::wasm::WasmHost;
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// sha256 (hex) of the admin token; `None`: the admin endpoints refuse every request.
+    pub admin_token_sha256: Option<String>,
+    /// Largest component upload, in bytes.
+    pub max_component_bytes: usize,
+    /// Largest body of any other request (definitions, execution input).
+    pub max_body_bytes: usize,
+    /// Upper bound of `?wait=` on `POST /v1/executions`.
+    pub max_wait: Duration,
+    /// Executions one tenant may have running on this server at once; more get 429.
+    pub max_running_per_tenant: usize,
+    /// Ceiling on a component's `spec.limits.memory` (per call).
+    pub max_call_memory_bytes: u64,
+    /// Ceiling on a component's `spec.limits.deadline` (per call).
+    pub max_call_deadline: Duration,
+    /// Host patterns a component may be granted (`spec.grants.http`); `None`: any.
+    pub egress_ceiling: Option<Vec<String>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            admin_token_sha256: None,
+            // The largest example component (JavaScript, with its interpreter) is ~12 MB.
+            max_component_bytes: 32 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_wait: Duration::from_secs(60),
+            max_running_per_tenant: 100,
+            max_call_memory_bytes: 256 << 20,
+            max_call_deadline: Duration::from_secs(60),
+            egress_ceiling: None,
+        }
+    }
+}
+
+/// An execution this process drives, and whose it is (empty when resumed at start-up
+/// without reading the record; those count against no tenant's quota).
+pub struct Driven {
+    tenant: String,
+    handle: Handle,
+}
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<ServerConfig>,
+    pub tenants: Arc<dyn TenantStore>,
+    pub executions: Arc<dyn ExecutionStore>,
+    pub runner: Runner,
+    pub wasm: Arc<WasmHost>,
+    pub metrics: Metrics,
+    /// Executions this process drives, by id.
+    pub driving: Arc<Mutex<HashMap<String, Driven>>>,
+}
+
+impl App {
+    pub fn new(
+        config: ServerConfig,
+        tenants: Arc<dyn TenantStore>,
+        executions: Arc<dyn ExecutionStore>,
+        runner: Runner,
+        wasm: Arc<WasmHost>,
+        metrics: Metrics,
+    ) -> Self {
+        App {
+            config: Arc::new(config),
+            tenants,
+            executions,
+            runner,
+            wasm,
+            metrics,
+            driving: Arc::default(),
+        }
+    }
+
+    fn driving(&self) -> std::sync::MutexGuard<'_, HashMap<String, Driven>> {
+        self.driving.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers an execution this process now drives (and forgets the ones that ended).
+    pub(crate) fn track(&self, tenant: &str, handle: Handle) {
+        let mut driving = self.driving();
+        driving.retain(|_, d| !d.handle.is_finished());
+        driving.insert(
+            handle.id.clone(),
+            Driven {
+                tenant: tenant.to_string(),
+                handle,
+            },
+        );
+    }
+
+    /// How many of `tenant`'s executions this process is driving.
+    pub(crate) fn running_of(&self, tenant: &str) -> usize {
+        self.driving()
+            .values()
+            .filter(|d| d.tenant == tenant && !d.handle.is_finished())
+            .count()
+    }
+
+    /// Whether this process is driving `id` right now.
+    pub(crate) fn is_driving(&self, id: &str) -> bool {
+        self.driving()
+            .get(id)
+            .is_some_and(|d| !d.handle.is_finished())
+    }
+
+    /// Sends a cancel into the drive loop of `id`; false if this process is not driving it.
+    pub(crate) fn cancel_driven(&self, id: &str, reason: &str) -> bool {
+        self.driving()
+            .get(id)
+            .is_some_and(|d| !d.handle.is_finished() && d.handle.cancel(reason))
+    }
+
+    /// Resumes, in the background, every execution whose owner is gone: leases that expired,
+    /// running executions whose lease was released (a drained shutdown), and those whose
+    /// owner was a process on this host that has died (after a crash the lease may not have
+    /// run out yet).
+    pub async fn recover(&self) {
+        let mut ids = self.expired().await;
+        for status in ["running", "compensating"] {
+            let filter = crate::store::ListFilter {
+                status: Some(status.to_string()),
+                ..Default::default()
+            };
+            let Ok(rows) = self.executions.list(&filter).await else {
+                continue;
+            };
+            for row in rows {
+                // No lease: its owner stopped at a checkpoint and released it (a drained
+                // shutdown).
+                let orphaned = match self.executions.lease(&row.id).await {
+                    Ok(None) => true,
+                    Ok(Some(lease)) => crate::store::owner_is_dead_locally(&lease.owner),
+                    Err(_) => false,
+                };
+                if orphaned && !ids.contains(&row.id) {
+                    ids.push(row.id);
+                }
+            }
+        }
+        self.resume_all(ids);
+    }
+
+    /// Resumes the executions whose lease has expired (their owner, maybe on another host,
+    /// stopped renewing); run periodically while serving.
+    pub async fn recover_expired(&self) {
+        let ids = self.expired().await;
+        self.resume_all(ids);
+    }
+
+    async fn expired(&self) -> Vec<String> {
+        match self.executions.list_expired(now_ms(), 10_000).await {
+            Ok(leases) => leases.into_iter().map(|l| l.execution_id).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list expired leases");
+                Vec::new()
+            }
+        }
+    }
+
+    fn resume_all(&self, ids: Vec<String>) {
+        for id in ids {
+            if self.is_driving(&id) {
+                continue;
+            }
+            tracing::info!(execution = %id, "resuming an execution whose owner is gone");
+            self.track(
+                "",
+                self.runner.resume_in_background(&id, Default::default()),
+            );
+        }
+    }
+
+    /// Waits up to `grace` for the executions this process drives to finish, then stops the
+    /// others at their last checkpoint and releases their leases.
+    pub async fn drain(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if self.driving().values().all(|d| d.handle.is_finished()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let handles: Vec<Handle> = self.driving().drain().map(|(_, d)| d.handle).collect();
+        for handle in &handles {
+            handle.stop();
+        }
+        for handle in handles {
+            let _ = handle.join().await;
+        }
+    }
+}
+
+/// How often a serving process looks for executions whose lease expired. Well under the
+/// lease's 30 s, so an execution whose owner died waits at most about a lease and this.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains (see [`App::drain`]).
+pub async fn serve(
+    app: App,
+    listener: tokio::net::TcpListener,
+    grace: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let recovering = app.clone();
+    let sweeper = tokio::spawn(async move {
+        recovering.recover().await;
+        loop {
+            tokio::time::sleep(SWEEP_EVERY).await;
+            recovering.recover_expired().await;
+        }
+    });
+    let served = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    app.drain(grace).await;
+    served?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    crate::runner::Clock::now_ms(&crate::runner::SystemClock)
+}
