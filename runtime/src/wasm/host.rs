@@ -136,12 +136,9 @@ impl HostState {
         }
     }
 
-    fn state_key(&self, scope: state::Scope, key: &str) -> Result<String, state::Error> {
-        if key.is_empty() || key.len() > MAX_STATE_KEY_BYTES {
-            return Err(state::Error::Invalid(format!(
-                "keys are 1 to {MAX_STATE_KEY_BYTES} bytes"
-            )));
-        }
+    /// The key prefix of `scope` for this call, once the grant for it is checked. The
+    /// namespace is the host's: whatever the guest writes only ever follows it.
+    fn namespace(&self, scope: state::Scope) -> Result<String, state::Error> {
         let (granted, name) = match scope {
             state::Scope::Execution => (self.grants.state_execution, "execution"),
             state::Scope::Tenant => (self.grants.state_tenant, "tenant"),
@@ -153,23 +150,36 @@ impl HostState {
                 self.call.component
             )));
         }
-        // The namespace is the host's: whatever the guest writes is only the last segment.
         Ok(match scope {
             state::Scope::Execution => {
-                format!("t/{}/x/{}/{key}", self.call.tenant, self.call.execution_id)
+                format!("t/{}/x/{}/", self.call.tenant, self.call.execution_id)
             }
-            state::Scope::Tenant => format!("t/{}/s/{key}", self.call.tenant),
+            state::Scope::Tenant => format!("t/{}/s/", self.call.tenant),
         })
     }
 
-    fn state_prefix_len(&self, scope: state::Scope) -> usize {
-        match scope {
-            state::Scope::Execution => {
-                format!("t/{}/x/{}/", self.call.tenant, self.call.execution_id).len()
-            }
-            state::Scope::Tenant => format!("t/{}/s/", self.call.tenant).len(),
+    fn state_key(&self, scope: state::Scope, key: &str) -> Result<String, state::Error> {
+        if key.is_empty() || key.len() > MAX_STATE_KEY_BYTES {
+            return Err(state::Error::Invalid(format!(
+                "keys are 1 to {MAX_STATE_KEY_BYTES} bytes"
+            )));
         }
+        Ok(self.namespace(scope)? + key)
     }
+
+    /// The store and the guest's key in its namespace. Not async: `HostState` is not `Sync`,
+    /// so host functions must not hold `&self` across an await.
+    fn scoped(
+        &self,
+        scope: state::Scope,
+        key: &str,
+    ) -> Result<(Arc<dyn KvStore>, String), state::Error> {
+        Ok((self.services.kv.clone(), self.state_key(scope, key)?))
+    }
+}
+
+fn unavailable(error: crate::store::StoreError) -> state::Error {
+    state::Error::Unavailable(error.to_string())
 }
 
 /// Links the Orca interfaces and WASI into `linker`, once per engine.
@@ -283,16 +293,10 @@ impl state::Host for HostState {
         scope: state::Scope,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, state::Error>> {
-        let key = match self.state_key(scope, &key) {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self
-            .services
-            .kv
-            .get(&key)
-            .await
-            .map_err(|e| state::Error::Unavailable(e.to_string())))
+        Ok(match self.scoped(scope, &key) {
+            Ok((kv, key)) => kv.get(&key).await.map_err(unavailable),
+            Err(e) => Err(e),
+        })
     }
 
     async fn set(
@@ -302,22 +306,16 @@ impl state::Host for HostState {
         value: Vec<u8>,
         ttl_seconds: Option<u32>,
     ) -> wasmtime::Result<Result<(), state::Error>> {
-        let key = match self.state_key(scope, &key) {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e)),
-        };
         if value.len() > MAX_STATE_VALUE_BYTES {
             return Ok(Err(state::Error::Invalid(format!(
                 "values are at most {MAX_STATE_VALUE_BYTES} bytes"
             ))));
         }
         let ttl = ttl_seconds.map(|s| Duration::from_secs(u64::from(s)));
-        Ok(self
-            .services
-            .kv
-            .set(&key, &value, ttl)
-            .await
-            .map_err(|e| state::Error::Unavailable(e.to_string())))
+        Ok(match self.scoped(scope, &key) {
+            Ok((kv, key)) => kv.set(&key, &value, ttl).await.map_err(unavailable),
+            Err(e) => Err(e),
+        })
     }
 
     async fn delete(
@@ -325,16 +323,10 @@ impl state::Host for HostState {
         scope: state::Scope,
         key: String,
     ) -> wasmtime::Result<Result<(), state::Error>> {
-        let key = match self.state_key(scope, &key) {
-            Ok(k) => k,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self
-            .services
-            .kv
-            .delete(&key)
-            .await
-            .map_err(|e| state::Error::Unavailable(e.to_string())))
+        Ok(match self.scoped(scope, &key) {
+            Ok((kv, key)) => kv.delete(&key).await.map_err(unavailable),
+            Err(e) => Err(e),
+        })
     }
 
     async fn list_keys(
@@ -342,20 +334,22 @@ impl state::Host for HostState {
         scope: state::Scope,
         prefix: String,
     ) -> wasmtime::Result<Result<Vec<String>, state::Error>> {
-        // An empty prefix lists the whole scope: check the grant with a placeholder key.
-        let full = match self.state_key(scope, if prefix.is_empty() { "_" } else { &prefix }) {
-            Ok(k) if prefix.is_empty() => k[..k.len() - 1].to_string(),
-            Ok(k) => k,
+        let namespace = match self.namespace(scope) {
+            Ok(n) => n,
             Err(e) => return Ok(Err(e)),
         };
-        let strip = self.state_prefix_len(scope);
-        Ok(self
+        let keys = self
             .services
             .kv
-            .list_keys(&full)
-            .await
-            .map(|keys| keys.into_iter().map(|k| k[strip..].to_string()).collect())
-            .map_err(|e| state::Error::Unavailable(e.to_string())))
+            .list_keys(&(namespace.clone() + &prefix))
+            .await;
+        Ok(keys
+            .map(|keys| {
+                keys.into_iter()
+                    .map(|k| k[namespace.len()..].to_string())
+                    .collect()
+            })
+            .map_err(unavailable))
     }
 }
 
