@@ -3,16 +3,12 @@
 //! `orca_tenant_definitions` and `orca_tenant_components`.
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 
 use super::tenants::{ComponentMeta, NewDefinition, StoredDefinition, TenantStore};
 use crate::store::{PostgresConfig, StoreError};
 
 const BACKEND: &str = "postgresql (tenants)";
-/// A handful of connections: tenant lookups are one short query per request.
-const POOL_SIZE: usize = 8;
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS orca_tenants (
@@ -52,34 +48,8 @@ pub struct PostgresTenants {
 
 impl PostgresTenants {
     pub async fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
-        let mut pg: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("{}: {e}", config.redacted())))?;
-        if let Some(schema) = &config.schema {
-            let options = format!(
-                "{} -c search_path={schema}",
-                pg.get_options().unwrap_or_default()
-            );
-            pg.options(options.trim());
-        }
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(pg_error)?;
+        // The same pool settings as the execution store (schema, timeouts, size).
+        let pool = crate::store::postgres_pool(config)?;
         let store = PostgresTenants { pool };
         let client = store.client().await?;
         if let Some(schema) = &config.schema {
@@ -373,7 +343,9 @@ mod tests {
             super::super::tenants::tests::conformance(&store).await;
         })
         .await;
-        let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(connection);
         client
             .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))

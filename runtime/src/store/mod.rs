@@ -40,6 +40,7 @@ pub use self::layered::LayeredStore;
 pub use self::lease::{Claim, Fence, Lease, owner_id, owner_is_dead_locally};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
+pub(crate) use self::postgres::pool as postgres_pool;
 pub use self::redis::RedisStore;
 pub use self::sqlite::SqliteStore;
 

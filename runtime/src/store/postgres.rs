@@ -52,41 +52,7 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, creates `config.schema` if it is set, and applies pending migrations.
     pub async fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
-        let mut pg: tokio_postgres::Config = config
-            .url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("{config:?}: {e}")))?;
-        if let Some(schema) = &config.schema {
-            // Every pooled connection starts with the schema on its search path, so queries
-            // need not qualify table names.
-            let options = format!(
-                "{} -c search_path={schema}",
-                pg.get_options().unwrap_or_default()
-            );
-            pg.options(options.trim());
-        }
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if pg.get_application_name().is_none() {
-            pg.application_name("orca");
-        }
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                // Fast: a broken connection shows up as an error on its next use, which the
-                // caller sees like any other database error.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(pg_error)?;
+        let pool = pool(config)?;
         let store = PostgresStore { pool };
         let mut client = store.client().await.map_err(|e| match e {
             StoreError::Backend { message, .. } => StoreError::backend(
@@ -211,6 +177,47 @@ impl PostgresStore {
 }
 
 /// tokio-postgres' `Display` says only "db error"; the detail is in the source chain.
+/// A connection pool for `config`: its schema on every connection's search path, bounded
+/// connect and wait times. Everything Orca keeps in PostgreSQL shares these settings.
+pub(crate) fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
+    let mut pg: tokio_postgres::Config = config
+        .url
+        .parse()
+        .map_err(|e| StoreError::Config(format!("{}: {e}", config.redacted())))?;
+    if let Some(schema) = &config.schema {
+        // Every pooled connection starts with the schema on its search path, so queries
+        // need not qualify table names.
+        let options = format!(
+            "{} -c search_path={schema}",
+            pg.get_options().unwrap_or_default()
+        );
+        pg.options(options.trim());
+    }
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("orca");
+    }
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            // Fast: a broken connection shows up as an error on its next use, which the
+            // caller sees like any other database error.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(pg_error)?;
+    Ok(pool)
+}
+
 fn pg_error(error: impl std::error::Error) -> StoreError {
     StoreError::backend(BACKEND, error_chain(&error))
 }
