@@ -62,14 +62,14 @@ pub(super) async fn start(
     let Query(query) = query?;
     let wait = parse_wait(&app, query.wait.as_deref())?;
     let Json(request) = body?;
-    // Checked before anything is created; concurrent starts may overshoot by a few.
+    // Admitted before anything is created; the slot is held until the execution is tracked.
     let quota = app.config.max_running_per_tenant;
-    if app.running_of(&tenant) >= quota {
+    let Some(slot) = app.admit(&tenant, quota) else {
         return Err(ApiError::TooManyRequests(format!(
             "this tenant already has {quota} executions running (the server's limit); retry \
              when some have finished"
         )));
-    }
+    };
     let workflow = app
         .tenants
         .definition(&tenant, &request.workflow, request.version)
@@ -123,6 +123,7 @@ pub(super) async fn start(
     let handle = app.runner.start(source, plan, input, bindings).await?;
     let id = handle.id.clone();
     app.track(&owner, handle);
+    drop(slot);
     if let Some(wait) = wait
         && let Some(done) = wait_final(&app, &id, wait).await?
     {

@@ -91,6 +91,27 @@ pub struct App {
     pub metrics: Metrics,
     /// Executions this process drives, by id.
     pub driving: Arc<Mutex<HashMap<String, Driven>>>,
+    /// Starts admitted under a tenant's quota but not yet tracked in `driving`, by tenant.
+    starting: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// A place under a tenant's running-executions quota, held from admission until the
+/// execution is tracked (or the start fails); dropping it gives the place back.
+pub(crate) struct QuotaSlot {
+    starting: Arc<Mutex<HashMap<String, usize>>>,
+    tenant: String,
+}
+
+impl Drop for QuotaSlot {
+    fn drop(&mut self) {
+        let mut starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = starting.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                starting.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 impl App {
@@ -110,7 +131,24 @@ impl App {
             wasm,
             metrics,
             driving: Arc::default(),
+            starting: Arc::default(),
         }
+    }
+
+    /// Admits one more start for `tenant` if it stays within `quota` counting both running
+    /// executions and starts still being set up, so concurrent starts cannot overshoot.
+    pub(crate) fn admit(&self, tenant: &str, quota: usize) -> Option<QuotaSlot> {
+        // Lock order: `driving` inside `starting`, here and nowhere the other way round.
+        let mut starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_setup = starting.get(tenant).copied().unwrap_or(0);
+        if self.running_of(tenant) + in_setup >= quota {
+            return None;
+        }
+        *starting.entry(tenant.to_string()).or_default() += 1;
+        Some(QuotaSlot {
+            starting: self.starting.clone(),
+            tenant: tenant.to_string(),
+        })
     }
 
     fn driving(&self) -> std::sync::MutexGuard<'_, HashMap<String, Driven>> {

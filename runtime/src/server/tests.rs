@@ -525,3 +525,21 @@ async fn a_component_asking_over_the_server_s_ceilings_is_refused() {
         assert_eq!(status, StatusCode::CREATED, "{allowed}: {body}");
     }
 }
+
+#[tokio::test]
+async fn quota_slots_are_taken_atomically_and_given_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path());
+    // Starts still being set up count against the quota, so a third concurrent start is
+    // refused even though nothing is running yet.
+    let first = app.admit("acme", 2).expect("within quota");
+    let second = app.admit("acme", 2).expect("within quota");
+    assert!(app.admit("acme", 2).is_none());
+    assert!(app.admit("other", 2).is_some(), "quotas are per tenant");
+    drop(first);
+    let third = app
+        .admit("acme", 2)
+        .expect("a failed or finished start gives its place back");
+    drop((second, third));
+    assert!(app.admit("acme", 2).is_some());
+}
