@@ -197,10 +197,16 @@ impl Runner {
         let runner = self.clone();
         let task = tokio::spawn(async move {
             let (mut record, mut keeper) = (record, keeper);
-            runner
+            let driven = runner
                 .drive(&mut record, &plan, actions, fence, &mut keeper, &mut inbox)
-                .await?;
-            Ok(record.execution)
+                .await;
+            // A stop on shutdown is expected; anything else is worth a line in the log.
+            if let Err(error) = &driven
+                && !matches!(error, RunError::Stopped { .. })
+            {
+                tracing::warn!(execution = %record.execution.id, "execution stopped: {error}");
+            }
+            driven.map(|()| record.execution)
         });
         Ok(Handle { id, control, task })
     }
@@ -211,8 +217,14 @@ impl Runner {
         let (control, mut inbox) = mpsc::unbounded_channel();
         let runner = self.clone();
         let owned = id.to_string();
-        let task =
-            tokio::spawn(async move { runner.resume_with(&owned, &services, &mut inbox).await });
+        let task = tokio::spawn(async move {
+            let outcome = runner.resume_with(&owned, &services, &mut inbox).await;
+            // Nobody awaits a background resume right away; say why it did not go through.
+            if let Err(error) = &outcome {
+                tracing::warn!(execution = %owned, "resuming in the background failed: {error}");
+            }
+            outcome
+        });
         Handle {
             id: id.to_string(),
             control,
