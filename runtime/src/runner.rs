@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::definition::{DefinitionSet, LoadError, Source};
-use crate::engine::{Action, Bindings, Event, Execution, Status};
+use crate::engine::{Action, Bindings, Event, Execution, Status, Target};
 use crate::invoke::Invoker;
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
@@ -323,6 +323,15 @@ impl Runner {
 
     /// Carries out `actions` and the ones that follow until the execution is final. The
     /// caller has persisted the record as it is when this is called.
+    #[tracing::instrument(
+        name = "execution",
+        skip_all,
+        fields(
+            execution = %record.execution.id,
+            workflow = %record.execution.workflow_id,
+            tenant = %record.execution.tenant,
+        )
+    )]
     async fn drive(
         &self,
         record: &mut ExecutionRecord,
@@ -348,21 +357,25 @@ impl Runner {
                     } => {
                         let invoker = self.invoker.clone();
                         let events = events.clone();
-                        tasks.spawn(async move {
-                            let event = match invoker.invoke(&request, attempt).await {
-                                Ok(response) => Event::Succeeded {
-                                    target,
-                                    attempt,
-                                    response,
-                                },
-                                Err(failure) => Event::Failed {
-                                    target,
-                                    attempt,
-                                    failure,
-                                },
-                            };
-                            let _ = events.send(event);
-                        });
+                        let span = call_span(&record.execution, plan, target, attempt);
+                        tasks.spawn(tracing::Instrument::instrument(
+                            async move {
+                                let event = match invoker.invoke(&request, attempt).await {
+                                    Ok(response) => Event::Succeeded {
+                                        target,
+                                        attempt,
+                                        response,
+                                    },
+                                    Err(failure) => Event::Failed {
+                                        target,
+                                        attempt,
+                                        failure,
+                                    },
+                                };
+                                let _ = events.send(event);
+                            },
+                            span,
+                        ));
                     }
                     Action::Timer {
                         target,
@@ -522,6 +535,29 @@ fn not_final(id: &str, record: &ExecutionRecord) -> Result<(), RunError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The span of one call: `attempt` for a step (or its condition, attempt 0), `compensation`
+/// for an undo, with the ids that let logs be joined to the execution.
+fn call_span(execution: &Execution, plan: &Plan, target: Target, attempt: u32) -> tracing::Span {
+    match target {
+        Target::Step(i) => tracing::info_span!(
+            "attempt",
+            execution = %execution.id,
+            workflow = %execution.workflow_id,
+            tenant = %execution.tenant,
+            step = %plan.node(i).name,
+            attempt,
+        ),
+        Target::Compensation(k) => tracing::info_span!(
+            "compensation",
+            execution = %execution.id,
+            workflow = %execution.workflow_id,
+            tenant = %execution.tenant,
+            step = %execution.compensations[k].step,
+            attempt,
+        ),
+    }
+}
 
 impl Status {
     /// The process exit code for a final status: 0 only for `completed`.

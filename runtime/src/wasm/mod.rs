@@ -153,7 +153,7 @@ impl WasmHost {
             tenant = %request.tenant,
             execution = %request.execution_id,
             step = %request.step,
-            attempt,
+            attempt = attempt,
         )
     )]
     async fn call(&self, request: &ComponentRequest, attempt: u32) -> Result<Response, Failure> {

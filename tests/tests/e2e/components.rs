@@ -182,3 +182,44 @@ fn a_component_source_that_is_not_a_component_is_a_load_error() {
         out.stderr
     );
 }
+
+#[test]
+fn json_logs_carry_the_execution_step_and_component_of_a_guest_log_line() {
+    let mock = Mock::start();
+    program(&mock);
+    mock.on("/api/v1/shipping", Reply::json(json!({"tracking": "t-1"})));
+    guests();
+    let orca = Orca::new();
+    let mut args = vec![
+        "--log-format".to_string(),
+        "json".into(),
+        "run".into(),
+        EXAMPLE.to_string(),
+        "--input".into(),
+        json!({"order_id": "o-5", "amount": 100}).to_string(),
+    ];
+    args.extend(services(
+        &mock.url,
+        &["payment-service", "shipping-service", "risk-service"],
+    ));
+    let out = orca.run_env(&args, &[("ORCA_LOG", "info")]);
+    out.expect_code(0);
+    let id = out.json()["id"].as_str().unwrap().to_string();
+    let line = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every log line is JSON"))
+        .find(|l| l["fields"]["message"] == "scored order o-5")
+        .unwrap_or_else(|| panic!("no guest log line in:\n{}", out.stderr));
+    let spans: Vec<&str> = line["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(spans, ["execution", "attempt", "wasm_invocation"]);
+    assert_eq!(line["span"]["execution"], id.as_str());
+    assert_eq!(line["span"]["component"], "fraud-score");
+    assert_eq!(line["span"]["step"], "score");
+}
