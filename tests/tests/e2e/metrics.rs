@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::support::{Mock, Orca, Reply, seed, services};
 
-const WORKFLOW: &str = r#"apiVersion: orca.dev/v1
+pub(crate) const WORKFLOW: &str = r#"apiVersion: orca.dev/v1
 kind: SequentialOrchestration
 metadata:
   name: metered
@@ -33,7 +33,7 @@ spec:
 "#;
 
 /// Parses `name{labels} value` lines of the text format into (series, value).
-fn samples(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| {
@@ -43,7 +43,7 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn promtool() -> &'static str {
+pub(crate) fn promtool() -> &'static str {
     "promtool"
 }
 
@@ -135,6 +135,12 @@ fn metrics_pass_promtool_and_the_specifications_rules_record_them() {
         1.0
     );
 
+    check_recording_rules(&orca, &totals);
+}
+
+/// Runs `promtool test rules` with the specification's rules over series that grow by the
+/// scraped `totals` every minute, expecting 2 completed and 1 compensated execution.
+pub(crate) fn check_recording_rules(orca: &Orca, totals: &BTreeMap<String, f64>) {
     // The specification's rules, verbatim, as a Prometheus rule file.
     let rule_doc = std::fs::read_to_string(seed("07-PrometheusRule.yaml")).unwrap();
     let groups = &rule_doc[rule_doc
@@ -144,7 +150,7 @@ fn metrics_pass_promtool_and_the_specifications_rules_record_them() {
 
     // Series that grow by the scraped totals every minute for ten minutes.
     let mut series = String::new();
-    for (name, value) in &totals {
+    for (name, value) in totals {
         if name.starts_with("workflow_executions_total")
             || name.starts_with("workflow_duration_seconds_bucket")
         {
@@ -160,7 +166,7 @@ fn metrics_pass_promtool_and_the_specifications_rules_record_them() {
             n / 60.0
         )
     };
-    let p95_micros = (expected_p95(&totals) * 1e6).round();
+    let p95_micros = (expected_p95(totals) * 1e6).round();
     let test = format!(
         r#"rule_files:
   - {rules_file}

@@ -334,3 +334,57 @@ fn the_cli_talks_to_the_server() {
     refused.expect_code(2);
     assert!(refused.stderr.contains("401"), "{}", refused.stderr);
 }
+
+#[test]
+fn metrics_scraped_from_the_server_pass_promtool_and_the_specifications_rules() {
+    use crate::metrics::{WORKFLOW, check_recording_rules, promtool, samples};
+    let mock = Mock::start();
+    mock.on("/charge", Reply::json(json!({"id": 1})));
+    mock.on("/refund", Reply::json(json!({})));
+    mock.on("/confirm", Reply::json(json!({})));
+    mock.on("/ship", Reply::status(500));
+    let orca = Orca::new();
+    let server = Server::launch(&orca);
+    let token = server.tenant("acme");
+    server.apply(&token, WORKFLOW);
+    for (input, status) in [
+        (json!({"ship": false, "confirm": true}), "completed"),
+        (json!({"ship": false, "confirm": false}), "completed"),
+        (json!({"ship": true, "confirm": true}), "compensated"),
+    ] {
+        let request = json!({
+            "workflow": "metered",
+            "input": input,
+            "services": {"payments": mock.url, "shipping": mock.url},
+        });
+        let (code, body) = server.call(
+            "POST",
+            "/v1/executions?wait=20s",
+            &token,
+            &request.to_string(),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], status, "{body}");
+    }
+    let (code, scrape) = server.call("GET", "/metrics", "", "");
+    assert_eq!(code, 200);
+    let text = scrape.as_str().expect("the text format").to_string();
+    let file = orca.write("scrape.prom", &text);
+    let check = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool is installed (Debian package `prometheus`)");
+    assert!(
+        check.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let totals = samples(&text);
+    assert_eq!(
+        totals[r#"workflow_executions_total{status="completed",workflow_id="metered"}"#],
+        2.0
+    );
+    check_recording_rules(&orca, &totals);
+}
