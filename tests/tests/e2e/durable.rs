@@ -8,7 +8,6 @@
 mod cli;
 mod crash;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -112,23 +111,7 @@ impl Store {
 
     /// Starts `orca ARGS`; its stderr lines arrive on a channel.
     pub fn spawn(&self, args: &[String]) -> Running {
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("orca starts");
-        let pipe = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running { child, stderr: rx }
+        Running::start(self.command(args))
     }
 
     /// Deletes this store's Redis keys: what FLUSHALL does, to this test's data only.

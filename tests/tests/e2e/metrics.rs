@@ -75,17 +75,7 @@ fn metrics_pass_promtool_and_the_specifications_rules_record_them() {
         ];
         args.extend(services(&mock.url, &["payments", "shipping"]));
         orca.run(&args).expect_code(*code);
-        let check = Command::new(promtool())
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&out_file).unwrap())
-            .output()
-            .expect("promtool is installed (Debian package `prometheus`)");
-        assert!(
-            check.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        check_metrics(&out_file);
         for (series, value) in samples(&std::fs::read_to_string(&out_file).unwrap()) {
             *totals.entry(series).or_default() += value;
         }
@@ -136,6 +126,21 @@ fn metrics_pass_promtool_and_the_specifications_rules_record_them() {
     );
 
     check_recording_rules(&orca, &totals);
+}
+
+/// Lints a scrape with `promtool check metrics`.
+pub(crate) fn check_metrics(file: impl AsRef<std::path::Path>) {
+    let check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .expect("promtool is installed (Debian package `prometheus`)");
+    assert!(
+        check.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 /// Runs `promtool test rules` with the specification's rules over series that grow by the

@@ -261,8 +261,14 @@ impl Running {
 impl Orca {
     /// Starts `orca ARGS` without waiting for it (stdout is discarded).
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Running {
-        let mut child = self
-            .command(args)
+        Running::start(self.command(args))
+    }
+}
+
+impl Running {
+    /// Starts `command` (stdout discarded); its stderr lines arrive on a channel.
+    pub fn start(mut command: Command) -> Running {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
