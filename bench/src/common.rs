@@ -63,7 +63,7 @@ pub(crate) fn workflow(name: &str, yaml: String) -> Result<(WorkflowSource, Arc<
     let plan = plan::compile(&set, None).map_err(|e| anyhow!("{e}"))?;
     let source = WorkflowSource {
         name: plan.workflow_id.clone(),
-        sources,
+        sources: sources.into(),
     };
     Ok((source, Arc::new(plan)))
 }

@@ -22,6 +22,9 @@ use crate::common::{self, Settings, input, now_ms};
 use crate::memory::humanize;
 use crate::stats::{Row, fmt_us, thousands};
 
+/// Executions taken over per claim, as `orca serve` does.
+const CLAIM_BATCH: usize = 1_000;
+
 /// Hangs on every call, after saying it was called: the process "dies" mid-step.
 struct Hang(Notify);
 
@@ -117,36 +120,38 @@ pub(crate) async fn recovery(
     let setup = setup.elapsed();
     drop(store);
 
-    // "Restart": open the store, find the expired leases, resume them all.
+    // "Restart": open the store, take the expired executions over a batch per claim, and
+    // drive them all.
     let answer = Arc::new(Answer::default());
     let t0 = Instant::now();
     let store = store::open(&config).await?;
     let runner = Runner::new(store.clone(), answer.clone());
-    let leases = store.list_expired(now_ms(), n + 16).await?;
-    let listed = t0.elapsed();
-    let permits = Arc::new(Semaphore::new(256));
-    let mut set = JoinSet::new();
-    let mut resumed_at = None;
-    for lease in leases {
-        let (runner, permit) = (runner.clone(), permits.clone().acquire_owned().await?);
-        set.spawn(async move {
-            let _permit = permit;
-            runner.resume(&lease.execution_id, &BTreeMap::new()).await
-        });
-        if resumed_at.is_none() && answer.0.load(Ordering::Relaxed) >= n {
-            resumed_at = Some(t0.elapsed());
+    let mut handles = Vec::with_capacity(n);
+    loop {
+        let batch = runner.take_over_expired(CLAIM_BATCH).await?;
+        let claimed = batch.len();
+        handles.extend(batch);
+        if claimed < CLAIM_BATCH {
+            break;
         }
     }
+    let listed = t0.elapsed();
+    let resumed_at = {
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            while answer.0.load(Ordering::Relaxed) < n {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            t0.elapsed()
+        })
+    };
     let mut completed = 0usize;
     let mut errors = Vec::new();
-    while let Some(r) = set.join_next().await {
-        match r? {
+    for handle in handles {
+        match handle.join().await {
             Ok(execution) if execution.status == Status::Completed => completed += 1,
             Ok(execution) => errors.push(format!("{} ended {:?}", execution.id, execution.status)),
             Err(e) => errors.push(e.to_string()),
-        }
-        if resumed_at.is_none() && answer.0.load(Ordering::Relaxed) >= n {
-            resumed_at = Some(t0.elapsed());
         }
     }
     let all_done = t0.elapsed();
@@ -157,7 +162,7 @@ pub(crate) async fn recovery(
             &errors[..errors.len().min(3)]
         );
     }
-    let resumed_at = resumed_at.unwrap_or(all_done);
+    let resumed_at = resumed_at.await?;
     // The target is for 10,000; a smaller run is scaled linearly.
     let met = resumed_at.as_secs_f64() * 10_000.0 / (n as f64) < 2.0;
     report.rows.push(
@@ -185,9 +190,9 @@ pub(crate) async fn recovery(
     report.notes.push(format!(
         "6. {name}: {n} copies of an execution stuck in its first HTTP step (the call in flight), \
          leased to a dead owner with an expired lease ({} to create them). Timed from opening \
-         the store in the same process (not an exec of a new process): open + `list_expired` \
-         took {}; then `Runner::resume` for each, 256 at a time, with an invoker that answers at \
-         once; `resumed` = every in-flight call sent again ({resumed} seen), `completed` = all \
+         the store in the same process (not an exec of a new process): open + \
+         `Runner::take_over_expired` ({CLAIM_BATCH} per claim) took {}; each claimed execution \
+         is driven on its own task, with an invoker that answers at once; `resumed` = every in-flight call sent again ({resumed} seen), `completed` = all \
          {n} finished (2 steps). {} per execution to resume.",
         humanize(setup),
         humanize(listed),

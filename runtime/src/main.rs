@@ -362,7 +362,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             let components = bind_components(&set, &wasm)?;
             let source = WorkflowSource {
                 name: plan.workflow_id.clone(),
-                sources: set.sources.clone(),
+                sources: set.sources.clone().into(),
             };
             let bindings = Bindings {
                 tenant: "default".to_string(),

@@ -12,25 +12,29 @@
 //! never drive one execution at once.
 
 mod lease;
+mod plans;
 
 pub use lease::LeaseSettings;
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use crate::definition::{DefinitionSet, LoadError, Source};
 use crate::engine::{Action, Bindings, Event, Execution, Status, Target};
-use crate::invoke::Invoker;
+use crate::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
 use crate::store::{ExecutionStore, Fence, StoreError, StoredExecution, owner_id};
-use lease::Keeper;
+use lease::{HeldLease, Leases};
+use plans::Plans;
 
 /// Milliseconds since the Unix epoch; a trait so tests can control time.
 pub trait Clock: Send + Sync {
@@ -56,16 +60,17 @@ pub struct ExecutionRecord {
     pub execution: Execution,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkflowSource {
     /// The workflow's name among the documents of `sources`.
     pub name: String,
-    pub sources: Vec<Source>,
+    /// Shared: every execution of a workflow version carries the same texts.
+    pub sources: Arc<[Source]>,
 }
 
 impl WorkflowSource {
     pub fn compile(&self) -> Result<Plan, LoadError> {
-        let set = DefinitionSet::load(self.sources.clone())?;
+        let set = DefinitionSet::load(self.sources.to_vec())?;
         plan::compile(&set, Some(&self.name))
     }
 }
@@ -120,6 +125,8 @@ pub struct Runner {
     /// Who this runner is in the store's leases.
     owner: String,
     lease: LeaseSettings,
+    leases: Arc<Leases>,
+    plans: Arc<Plans>,
 }
 
 impl Runner {
@@ -131,6 +138,8 @@ impl Runner {
             progress: None,
             owner: owner_id(),
             lease: LeaseSettings::default(),
+            leases: Arc::default(),
+            plans: Arc::default(),
         }
     }
 
@@ -173,10 +182,9 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Execution, RunError> {
-        let (_control, mut inbox) = mpsc::unbounded_channel();
-        let (mut record, actions, fence, mut keeper) =
+        let (mut record, actions, fence, mut lease) =
             self.create(workflow, plan, input, bindings).await?;
-        self.drive(&mut record, plan, actions, fence, &mut keeper, &mut inbox)
+        self.drive(&mut record, plan, actions, fence, &mut lease, None)
             .await?;
         Ok(record.execution)
     }
@@ -190,46 +198,71 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Handle, RunError> {
-        let (record, actions, fence, keeper) =
+        let (record, actions, fence, lease) =
             self.create(workflow, &plan, input, bindings).await?;
-        let (control, mut inbox) = mpsc::unbounded_channel();
         let id = record.execution.id.clone();
-        let runner = self.clone();
-        let task = tokio::spawn(async move {
-            let (mut record, mut keeper) = (record, keeper);
-            let driven = runner
-                .drive(&mut record, &plan, actions, fence, &mut keeper, &mut inbox)
-                .await;
-            // A stop on shutdown is expected; anything else is worth a line in the log.
-            if let Err(error) = &driven
-                && !matches!(error, RunError::Stopped { .. })
-            {
-                tracing::warn!(execution = %record.execution.id, "execution stopped: {error}");
-            }
-            driven.map(|()| record.execution)
-        });
-        Ok(Handle { id, control, task })
+        Ok(self.in_background(id, move |runner, mut inbox| async move {
+            let (mut record, mut lease) = (record, lease);
+            runner
+                .drive(&mut record, &plan, actions, fence, &mut lease, Some(&mut inbox))
+                .await
+                .map(|()| record.execution)
+        }))
     }
 
     /// [`Runner::resume`] on a background task. `control` messages queued before the
     /// execution is claimed (a cancel) are applied as soon as it is.
     pub fn resume_in_background(&self, id: &str, services: BTreeMap<String, String>) -> Handle {
-        let (control, mut inbox) = mpsc::unbounded_channel();
-        let runner = self.clone();
         let owned = id.to_string();
+        self.in_background(id.to_string(), move |runner, mut inbox| async move {
+            runner.resume_with(&owned, &services, Some(&mut inbox)).await
+        })
+    }
+
+    /// Takes over up to `limit` executions whose lease has expired (their owner stopped
+    /// renewing: it crashed, hung or lost the store) in one claim, and drives each on a
+    /// background task. Empty when there are none.
+    pub async fn take_over_expired(&self, limit: usize) -> Result<Vec<Handle>, RunError> {
+        let until = self.lease_until();
+        let claimed = self
+            .store
+            .claim_expired(&self.owner, self.clock.now_ms(), until, limit)
+            .await?;
+        Ok(claimed
+            .into_iter()
+            .map(|(id, fence)| {
+                let owned = id.clone();
+                self.in_background(id, move |runner, mut inbox| async move {
+                    let services = BTreeMap::new();
+                    runner
+                        .resume_claimed(&owned, fence, until, &services, Some(&mut inbox))
+                        .await
+                })
+            })
+            .collect())
+    }
+
+    /// Runs `drive` on a task of its own, with the receiving end of the handle's control
+    /// channel, and logs why it ended when that was not a normal end or a shutdown.
+    fn in_background<F, D>(&self, id: String, drive: D) -> Handle
+    where
+        D: FnOnce(Runner, mpsc::UnboundedReceiver<Control>) -> F,
+        F: Future<Output = Result<Execution, RunError>> + Send + 'static,
+    {
+        let (control, inbox) = mpsc::unbounded_channel();
+        let driven = drive(self.clone(), inbox);
+        let logged = id.clone();
         let task = tokio::spawn(async move {
-            let outcome = runner.resume_with(&owned, &services, &mut inbox).await;
-            // Nobody awaits a background resume right away; say why it did not go through.
-            if let Err(error) = &outcome {
-                tracing::warn!(execution = %owned, "resuming in the background failed: {error}");
+            let outcome = driven.await;
+            // Nobody awaits a background execution right away; say why it stopped.
+            if let Err(error) = &outcome
+                && !matches!(error, RunError::Stopped { .. })
+            {
+                tracing::warn!(execution = %logged, "execution stopped: {error}");
             }
             outcome
         });
-        Handle {
-            id: id.to_string(),
-            control,
-            task,
-        }
+        Handle { id, control, task }
     }
 
     async fn create(
@@ -238,7 +271,7 @@ impl Runner {
         plan: &Plan,
         input: Json,
         bindings: Bindings,
-    ) -> Result<(ExecutionRecord, Vec<Action>, Fence, Keeper), RunError> {
+    ) -> Result<(ExecutionRecord, Vec<Action>, Fence, HeldLease), RunError> {
         let id = uuid::Uuid::now_v7().to_string();
         let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
         if let Some(p) = &self.progress {
@@ -253,8 +286,8 @@ impl Runner {
             .store
             .create(&self.stored(&record)?, &self.owner, until)
             .await?;
-        let keeper = self.keep(&record.execution.id, fence, until);
-        Ok((record, actions, fence, keeper))
+        let lease = self.keep(&record.execution.id, fence, until);
+        Ok((record, actions, fence, lease))
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
@@ -268,34 +301,42 @@ impl Runner {
         id: &str,
         services: &BTreeMap<String, String>,
     ) -> Result<Execution, RunError> {
-        let (_control, mut inbox) = mpsc::unbounded_channel();
-        self.resume_with(id, services, &mut inbox).await
+        self.resume_with(id, services, None).await
     }
 
     async fn resume_with(
         &self,
         id: &str,
         services: &BTreeMap<String, String>,
-        inbox: &mut mpsc::UnboundedReceiver<Control>,
+        inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<Execution, RunError> {
-        let first = self.load(id).await?;
-        not_final(id, &first)?;
-        let plan = first
-            .workflow
-            .compile()
-            .map_err(|error| RunError::Definition {
-                id: id.to_string(),
-                error: Box::new(error),
-            })?;
+        // A finished execution or a definition that no longer loads is reported before the
+        // lease is taken.
+        self.load_resumable(id).await?;
         let (fence, until) = self.claim(id).await?;
-        // Read again now that no one else can write: the record may have moved on between
-        // the first read and the claim (or come from a cache that was behind).
-        let mut record = self.load(id).await?;
-        if let Err(e) = not_final(id, &record) {
-            self.release(id, fence).await;
-            return Err(e);
-        }
-        let mut keeper = self.keep(id, fence, until);
+        self.resume_claimed(id, fence, until, services, inbox).await
+    }
+
+    /// Continues an execution whose lease this runner has just claimed with `fence`.
+    async fn resume_claimed(
+        &self,
+        id: &str,
+        fence: Fence,
+        until: u64,
+        services: &BTreeMap<String, String>,
+        inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    ) -> Result<Execution, RunError> {
+        let mut lease = self.keep(id, fence, until);
+        // Read now that no one else can write: the record may have moved on since any earlier
+        // read (or that read came from a cache that was behind).
+        let (mut record, plan) = match self.load_resumable(id).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                drop(lease);
+                self.release(id, fence).await;
+                return Err(error);
+            }
+        };
         for (name, url) in services {
             record.execution.services.insert(name.clone(), url.clone());
         }
@@ -304,9 +345,25 @@ impl Runner {
         }
         let actions = record.execution.resume(&plan, self.clock.now_ms());
         self.save(&record, fence).await?;
-        self.drive(&mut record, &plan, actions, fence, &mut keeper, inbox)
+        self.drive(&mut record, &plan, actions, fence, &mut lease, inbox)
             .await?;
         Ok(record.execution)
+    }
+
+    async fn load_resumable(&self, id: &str) -> Result<(ExecutionRecord, Arc<Plan>), RunError> {
+        let mut record = self.load(id).await?;
+        not_final(id, &record)?;
+        let plan = self.plan(id, &mut record.workflow)?;
+        Ok((record, plan))
+    }
+
+    fn plan(&self, id: &str, workflow: &mut WorkflowSource) -> Result<Arc<Plan>, RunError> {
+        self.plans
+            .compile(workflow)
+            .map_err(|error| RunError::Definition {
+                id: id.to_string(),
+                error: Box::new(error),
+            })
     }
 
     pub async fn load(&self, id: &str) -> Result<ExecutionRecord, RunError> {
@@ -338,14 +395,15 @@ impl Runner {
         plan: &Plan,
         mut actions: Vec<Action>,
         fence: Fence,
-        keeper: &mut Keeper,
-        control: &mut mpsc::UnboundedReceiver<Control>,
+        lease: &mut HeldLease,
+        mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<(), RunError> {
-        // Once every sender is gone, `recv` would return `None` at once: stop polling it.
+        // Once every sender is gone (or there never was a channel: an execution driven to its
+        // end by its caller), `recv` would return `None` at once: stop polling it.
         let mut control_open = true;
-        let (events, mut inbox) = mpsc::unbounded_channel::<Event>();
-        // Dropping the set aborts whatever is still in flight when the loop returns.
-        let mut tasks = JoinSet::new();
+        // Calls and timers in flight, polled by this task. Dropping the set when the loop
+        // returns cancels whatever is still pending.
+        let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
         loop {
             let mut finished = false;
             for action in actions.drain(..) {
@@ -354,60 +412,36 @@ impl Runner {
                         target,
                         attempt,
                         request,
-                    } => {
-                        let invoker = self.invoker.clone();
-                        let events = events.clone();
-                        let span = call_span(&record.execution, plan, target, attempt);
-                        tasks.spawn(tracing::Instrument::instrument(
-                            async move {
-                                let event = match invoker.invoke(&request, attempt).await {
-                                    Ok(response) => Event::Succeeded {
-                                        target,
-                                        attempt,
-                                        response,
-                                    },
-                                    Err(failure) => Event::Failed {
-                                        target,
-                                        attempt,
-                                        failure,
-                                    },
-                                };
-                                let _ = events.send(event);
-                            },
-                            span,
-                        ));
-                    }
+                    } => pending.push(self.call(&record.execution, plan, target, attempt, request)),
                     Action::Timer {
                         target,
                         attempt,
                         at_ms,
                     } => {
                         let delay = at_ms.saturating_sub(self.clock.now_ms());
-                        let events = events.clone();
-                        tasks.spawn(async move {
+                        pending.push(Box::pin(async move {
                             tokio::time::sleep(Duration::from_millis(delay)).await;
-                            let _ = events.send(Event::Timer { target, attempt });
-                        });
+                            Event::Timer { target, attempt }
+                        }));
                     }
                     Action::Finished => finished = true,
                 }
             }
             if finished {
                 self.release(&record.execution.id, fence).await;
-                if let Some(p) = &self.progress {
-                    p.finished(&record.execution);
-                }
+                self.report_finished(record);
                 return Ok(());
             }
             let first = tokio::select! {
-                first = inbox.recv() => first,
-                reason = keeper.lost() => {
+                // With nothing pending this branch is disabled until the next turn.
+                Some(event) = pending.next() => event,
+                reason = lease.lost() => {
                     return Err(RunError::LeaseLost {
                         id: record.execution.id.clone(),
                         reason,
                     });
                 }
-                message = control.recv(), if control_open => {
+                message = receive(&mut control), if control_open => {
                     match message {
                         Some(Control::Cancel(reason)) => {
                             let now = self.clock.now_ms();
@@ -427,13 +461,10 @@ impl Runner {
                     continue;
                 }
             };
-            let Some(first) = first else {
-                unreachable!("the loop holds a sender, so the channel stays open");
-            };
             // Apply everything that has already arrived before the next write: one commit
             // covers a whole batch of step outcomes.
             let mut batch = vec![first];
-            while let Ok(more) = inbox.try_recv() {
+            while let Some(Some(more)) = pending.next().now_or_never() {
                 batch.push(more);
             }
             for event in batch {
@@ -444,13 +475,86 @@ impl Runner {
                     p.changed(plan, &before, &record.execution);
                 }
             }
+            if actions.iter().any(|a| matches!(a, Action::Finished)) {
+                // The final record and the lease's release share one commit.
+                self.finish(record, fence).await?;
+                self.report_finished(record);
+                return Ok(());
+            }
             // Durable before any action this batch produced is carried out.
             self.save(record, fence).await?;
         }
     }
 
+    fn report_finished(&self, record: &ExecutionRecord) {
+        if let Some(p) = &self.progress {
+            p.finished(&record.execution);
+        }
+    }
+
+    /// One call as a future of its outcome. HTTP calls are polled by the drive task itself;
+    /// a component runs on a task of its own, because it computes inside `poll` and parallel
+    /// components of one execution should use every core.
+    fn call(
+        &self,
+        execution: &Execution,
+        plan: &Plan,
+        target: Target,
+        attempt: u32,
+        request: Request,
+    ) -> Pending {
+        let invoker = self.invoker.clone();
+        let on_its_own_task = matches!(request, Request::Component(_));
+        let call = tracing::Instrument::instrument(
+            async move {
+                match invoker.invoke(&request, attempt).await {
+                    Ok(response) => Event::Succeeded {
+                        target,
+                        attempt,
+                        response,
+                    },
+                    Err(failure) => Event::Failed {
+                        target,
+                        attempt,
+                        failure,
+                    },
+                }
+            },
+            call_span(execution, plan, target, attempt),
+        );
+        if !on_its_own_task {
+            return Box::pin(call);
+        }
+        let task = AbortOnDrop(tokio::spawn(call));
+        Box::pin(async move {
+            match task.await {
+                Ok(event) => event,
+                Err(error) => Event::Failed {
+                    target,
+                    attempt,
+                    failure: Failure::new(
+                        FailureKind::Trap(TrapKind::Crash),
+                        format!("the component call ended abnormally: {error}"),
+                    ),
+                },
+            }
+        })
+    }
+
     async fn save(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
-        match self.store.save(&self.stored(record)?, fence).await {
+        let saved = self.store.save(&self.stored(record)?, fence).await;
+        self.saved(record, saved)
+    }
+
+    /// Saves the final record and gives the lease up.
+    async fn finish(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
+        self.save(record, fence).await?;
+        self.release(&record.execution.id, fence).await;
+        Ok(())
+    }
+
+    fn saved(&self, record: &ExecutionRecord, saved: Result<(), StoreError>) -> Result<(), RunError> {
+        match saved {
             Ok(()) => Ok(()),
             Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
                 id: record.execution.id.clone(),
@@ -474,6 +578,27 @@ impl Runner {
             updated_at_ms: self.clock.now_ms() as i64,
             body,
         })
+    }
+}
+
+/// A call or timer in flight, resolving to the event it produces.
+type Pending = Pin<Box<dyn Future<Output = Event> + Send>>;
+
+/// A spawned task that is aborted, not detached, when its handle is dropped: a component
+/// call must not outlive the drive loop that started it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -519,6 +644,13 @@ impl Handle {
                 reason: format!("the drive task ended abnormally: {e}"),
             }),
         }
+    }
+}
+
+async fn receive(control: &mut Option<&mut mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
+    match control {
+        Some(control) => control.recv().await,
+        None => None,
     }
 }
 

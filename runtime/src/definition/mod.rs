@@ -20,7 +20,7 @@ pub const API_VERSIONS: &[&str] = &["orca.dev/v1", "api.example.com/v1"];
 pub const PROMETHEUS_API_VERSION: &str = "monitoring.coreos.com/v1";
 
 /// A file as the user gave it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     /// The path as given on the command line (used in messages).
     pub name: String,

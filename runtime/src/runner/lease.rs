@@ -2,16 +2,17 @@
 //! drives the execution.
 //!
 //! A step can wait on a slow service for longer than the lease, so renewal cannot piggyback
-//! on saves: a background task renews every `renew_every`. If the store says the execution
+//! on saves: one background task per runner renews every lease it holds each `renew_every`. If the store says the execution
 //! was taken over, or renewals keep failing until the lease has run out, the keeper reports
 //! the lease lost and the runner stops; from that moment another process may legitimately be
 //! driving the execution, and the fence would reject this one's next save anyway.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::oneshot;
 
 use super::{Clock, RunError, Runner};
 use crate::store::{Claim, ExecutionStore, Fence, StoreError, owner_is_dead_locally};
@@ -42,68 +43,142 @@ impl LeaseSettings {
     }
 }
 
-/// The background renewal of one lease; stops when dropped.
-pub(super) struct Keeper {
-    lost: watch::Receiver<Option<String>>,
-    task: JoinHandle<()>,
+/// Every lease a runner holds, renewed by one background task.
+///
+/// One task per runner rather than one per execution: a process may hold a hundred thousand
+/// executions parked on timers, and a task, a timer and a channel each would cost more memory
+/// than the executions themselves.
+#[derive(Default)]
+pub(super) struct Leases {
+    held: Mutex<HashMap<String, Held>>,
+    renewer: OnceLock<()>,
 }
 
-impl Keeper {
-    /// Starts renewing the lease on `id` held with `fence` until `held_until` (Unix ms).
-    pub(super) fn start(
-        store: Arc<dyn ExecutionStore>,
-        clock: Arc<dyn Clock>,
-        id: String,
-        fence: Fence,
-        settings: LeaseSettings,
-        held_until: u64,
-    ) -> Self {
-        let (report, lost) = watch::channel(None);
-        let task = tokio::spawn(async move {
-            let mut held_until = held_until;
-            loop {
-                tokio::time::sleep(settings.renew_every).await;
-                let until = clock.now_ms().saturating_add(settings.duration_ms());
-                match store.renew(&id, fence, until).await {
-                    Ok(()) => held_until = until,
-                    Err(error @ (StoreError::Fenced { .. } | StoreError::NotFound(_))) => {
-                        report.send_replace(Some(error.to_string()));
-                        return;
-                    }
-                    Err(error) if clock.now_ms() >= held_until => {
-                        report.send_replace(Some(format!(
-                            "the lease ran out while the store could not be reached: {error}"
-                        )));
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(execution = %id, %error, "could not renew the lease; retrying");
-                    }
-                }
-            }
-        });
-        Keeper { lost, task }
-    }
+struct Held {
+    fence: Fence,
+    held_until: u64,
+    /// Told why, once, when the lease is lost.
+    lost: Option<oneshot::Sender<String>>,
+}
 
+/// A lease this runner holds while it drives one execution; stops being renewed when dropped.
+pub(super) struct HeldLease {
+    leases: Arc<Leases>,
+    id: String,
+    fence: Fence,
+    lost: oneshot::Receiver<String>,
+}
+
+impl HeldLease {
     /// Resolves (with the reason) once the lease is lost; pending forever otherwise.
     pub(super) async fn lost(&mut self) -> String {
-        // Copied out in its own statement: the borrow of the channel must end before the
-        // pending await below, or the future would not be `Send`.
-        let reason = match self.lost.wait_for(Option::is_some).await {
-            Ok(reason) => reason.clone(),
-            // The task ended without reporting, which only happens when it was aborted.
-            Err(_) => None,
-        };
-        match reason {
-            Some(reason) => reason,
-            None => std::future::pending().await,
+        match (&mut self.lost).await {
+            Ok(reason) => reason,
+            // The sender is dropped without a word only once this lease is no longer held.
+            Err(_) => std::future::pending().await,
         }
     }
 }
 
-impl Drop for Keeper {
+impl Drop for HeldLease {
     fn drop(&mut self) {
-        self.task.abort();
+        let mut held = lock(&self.leases.held);
+        // A newer claim of the same execution by this runner has replaced the entry: keep it.
+        if held.get(&self.id).is_some_and(|entry| entry.fence == self.fence) {
+            held.remove(&self.id);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Entries are plain data updated in one statement; a panic elsewhere cannot leave one
+    // half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Renewals in flight at once: enough to renew thousands of leases per interval without
+/// opening as many store connections.
+const RENEWALS_IN_FLIGHT: usize = 32;
+
+impl Leases {
+    fn hold(self: &Arc<Self>, runner: &Runner, id: &str, fence: Fence, until: u64) -> HeldLease {
+        let (report, lost) = oneshot::channel();
+        lock(&self.held).insert(
+            id.to_string(),
+            Held {
+                fence,
+                held_until: until,
+                lost: Some(report),
+            },
+        );
+        self.renewer.get_or_init(|| {
+            let leases = Arc::downgrade(self);
+            let (store, clock, settings) = (runner.store.clone(), runner.clock.clone(), runner.lease);
+            tokio::spawn(renew_forever(leases, store, clock, settings));
+        });
+        HeldLease {
+            leases: self.clone(),
+            id: id.to_string(),
+            fence,
+            lost,
+        }
+    }
+
+    fn lose(&self, id: &str, fence: Fence, reason: String) {
+        let mut held = lock(&self.held);
+        if let Some(entry) = held.get_mut(id).filter(|entry| entry.fence == fence)
+            && let Some(report) = entry.lost.take()
+        {
+            let _ = report.send(reason);
+        }
+    }
+}
+
+/// Renews every held lease each `renew_every` until the runner (every clone) is gone.
+async fn renew_forever(
+    leases: Weak<Leases>,
+    store: Arc<dyn ExecutionStore>,
+    clock: Arc<dyn Clock>,
+    settings: LeaseSettings,
+) {
+    loop {
+        tokio::time::sleep(settings.renew_every).await;
+        let Some(leases) = leases.upgrade() else {
+            return;
+        };
+        let due: Vec<(String, Fence, u64)> = lock(&leases.held)
+            .iter()
+            .filter(|(_, held)| held.lost.is_some())
+            .map(|(id, held)| (id.clone(), held.fence, held.held_until))
+            .collect();
+        let until = clock.now_ms().saturating_add(settings.duration_ms());
+        stream::iter(due)
+            .for_each_concurrent(RENEWALS_IN_FLIGHT, |(id, fence, held_until)| {
+                let (leases, store, clock) = (&leases, &store, &clock);
+                async move {
+                    match store.renew(&id, fence, until).await {
+                        Ok(()) => {
+                            if let Some(held) = lock(&leases.held).get_mut(&id)
+                                && held.fence == fence
+                            {
+                                held.held_until = until;
+                            }
+                        }
+                        Err(error @ (StoreError::Fenced { .. } | StoreError::NotFound(_))) => {
+                            leases.lose(&id, fence, error.to_string());
+                        }
+                        Err(error) if clock.now_ms() >= held_until => leases.lose(
+                            &id,
+                            fence,
+                            format!("the lease ran out while the store could not be reached: {error}"),
+                        ),
+                        Err(error) => {
+                            tracing::warn!(execution = %id, %error, "could not renew the lease; retrying");
+                        }
+                    }
+                }
+            })
+            .await;
     }
 }
 
@@ -155,15 +230,9 @@ impl Runner {
         self.clock.now_ms().saturating_add(self.lease.duration_ms())
     }
 
-    pub(super) fn keep(&self, id: &str, fence: Fence, until: u64) -> Keeper {
-        Keeper::start(
-            self.store.clone(),
-            self.clock.clone(),
-            id.to_string(),
-            fence,
-            self.lease,
-            until,
-        )
+    /// Keeps the lease on `id` renewed until the returned guard is dropped.
+    pub(super) fn keep(&self, id: &str, fence: Fence, until: u64) -> HeldLease {
+        self.leases.hold(self, id, fence, until)
     }
 
     /// Gives the lease up; a failure only delays a future takeover until the lease expires.

@@ -71,7 +71,7 @@ fn source() -> (WorkflowSource, Plan) {
     let plan = plan::compile(&set, None).unwrap();
     let workflow = WorkflowSource {
         name: plan.workflow_id.clone(),
-        sources,
+        sources: sources.into(),
     };
     (workflow, plan)
 }
@@ -231,4 +231,80 @@ async fn a_runner_that_was_fenced_out_stops() {
     );
     assert_eq!(invoker.calls.load(Ordering::SeqCst), 1, "no further call");
     assert_eq!(store.load(&id).await.unwrap().unwrap().status, "running");
+}
+
+#[tokio::test]
+async fn one_runner_keeps_all_its_leases_renewed() {
+    let store = Arc::new(MemoryStore::new());
+    let invoker = gated(0);
+    let runner = Runner::new(store.clone(), invoker.clone())
+        .with_owner("me")
+        .with_lease(fast_leases());
+    let (workflow, plan) = source();
+    let plan = Arc::new(plan);
+    for _ in 0..3 {
+        let (runner, workflow, plan) = (runner.clone(), workflow.clone(), plan.clone());
+        tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
+    }
+    while invoker.calls.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ids: Vec<String> = store
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut first = Vec::new();
+    for id in &ids {
+        first.push(store.lease(id).await.unwrap().unwrap().until_ms);
+    }
+    // Twice the lease's duration: without renewals every lease would have run out.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let now = SystemClock.now_ms();
+    for (id, first) in ids.iter().zip(first) {
+        let lease = store.lease(id).await.unwrap().unwrap();
+        assert_eq!(lease.owner, "me");
+        assert!(lease.until_ms > first && lease.until_ms > now, "{id}: {lease:?}");
+    }
+    assert!(store.list_expired(now, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn expired_executions_are_taken_over_in_one_claim() {
+    let store = Arc::new(MemoryStore::new());
+    let (workflow, plan) = source();
+    let writer = Runner::new(store.clone(), gated(0));
+    for (id, until) in [("e1", 5_000), ("e2", 5_000), ("e3", 5_500), ("live", 60_000)] {
+        let execution = Execution::start(&plan, id.into(), json!({}), bindings(), 1_000).0;
+        let record = ExecutionRecord {
+            workflow: workflow.clone(),
+            execution,
+        };
+        store
+            .create(&writer.stored(&record).unwrap(), "other-host/1/abc", until)
+            .await
+            .unwrap();
+    }
+    let clock = Arc::new(FixedClock(AtomicU64::new(6_000)));
+    let invoker = gated(10);
+    let runner = Runner::new(store.clone(), invoker.clone())
+        .with_owner("me")
+        .with_clock(clock);
+    let handles = runner.take_over_expired(10).await.unwrap();
+    let mut ids: Vec<String> = handles.iter().map(|h| h.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["e1", "e2", "e3"]);
+    for handle in handles {
+        assert_eq!(handle.join().await.unwrap().status, Status::Completed);
+    }
+    // Both steps of each, sent by this runner: the in-flight first one again, then the second.
+    assert_eq!(invoker.calls.load(Ordering::SeqCst), 6);
+    assert!(runner.take_over_expired(10).await.unwrap().is_empty());
+    assert_eq!(store.load("live").await.unwrap().unwrap().status, "running");
+    assert_eq!(
+        store.lease("live").await.unwrap().unwrap().owner,
+        "other-host/1/abc"
+    );
 }

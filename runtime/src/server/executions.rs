@@ -111,7 +111,7 @@ pub(super) async fn start(
     let services = services::resolve(&plan.services, &set, &request.services, |_| None);
     let source = WorkflowSource {
         name: plan.workflow_id.clone(),
-        sources: set.sources.clone(),
+        sources: set.sources.clone().into(),
     };
     let bindings = Bindings {
         tenant,

@@ -157,15 +157,16 @@ impl App {
 
     /// Remembers an execution this process now drives (and forgets the ones that ended).
     pub(crate) fn track(&self, tenant: &str, handle: Handle) {
+        self.track_all(tenant, vec![handle]);
+    }
+
+    fn track_all(&self, tenant: &str, handles: Vec<Handle>) {
         let mut driving = self.driving();
         driving.retain(|_, d| !d.handle.is_finished());
-        driving.insert(
-            handle.id.clone(),
-            Driven {
-                tenant: tenant.to_string(),
-                handle,
-            },
-        );
+        for handle in handles {
+            let tenant = tenant.to_string();
+            driving.insert(handle.id.clone(), Driven { tenant, handle });
+        }
     }
 
     /// How many of `tenant`'s executions this process is driving.
@@ -195,7 +196,8 @@ impl App {
     /// owner was a process on this host that has died (after a crash the lease may not have
     /// run out yet).
     pub async fn recover(&self) {
-        let mut ids = self.expired().await;
+        self.recover_expired().await;
+        let mut ids = Vec::new();
         for status in ["running", "compensating"] {
             let filter = crate::store::ListFilter {
                 status: Some(status.to_string()),
@@ -212,7 +214,7 @@ impl App {
                     Ok(Some(lease)) => crate::store::owner_is_dead_locally(&lease.owner),
                     Err(_) => false,
                 };
-                if orphaned && !ids.contains(&row.id) {
+                if orphaned {
                     ids.push(row.id);
                 }
             }
@@ -220,34 +222,39 @@ impl App {
         self.resume_all(ids);
     }
 
-    /// Resumes the executions whose lease has expired (their owner, maybe on another host,
-    /// stopped renewing); run periodically while serving.
+    /// Takes over the executions whose lease has expired (their owner, maybe on another host,
+    /// stopped renewing), a batch per claim; run at start and periodically while serving.
     pub async fn recover_expired(&self) {
-        let ids = self.expired().await;
-        self.resume_all(ids);
-    }
-
-    async fn expired(&self) -> Vec<String> {
-        match self.executions.list_expired(now_ms(), 10_000).await {
-            Ok(leases) => leases.into_iter().map(|l| l.execution_id).collect(),
-            Err(error) => {
-                tracing::warn!(%error, "cannot list expired leases");
-                Vec::new()
+        loop {
+            match self.runner.take_over_expired(RECOVERY_BATCH).await {
+                Ok(handles) => {
+                    let claimed = handles.len();
+                    if claimed > 0 {
+                        tracing::info!(claimed, "resuming executions whose lease expired");
+                    }
+                    self.track_all("", handles);
+                    if claimed < RECOVERY_BATCH {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot take over expired executions");
+                    return;
+                }
             }
         }
     }
 
     fn resume_all(&self, ids: Vec<String>) {
-        for id in ids {
-            if self.is_driving(&id) {
-                continue;
-            }
-            tracing::info!(execution = %id, "resuming an execution whose owner is gone");
-            self.track(
-                "",
-                self.runner.resume_in_background(&id, Default::default()),
-            );
-        }
+        let handles = ids
+            .into_iter()
+            .filter(|id| !self.is_driving(id))
+            .map(|id| {
+                tracing::info!(execution = %id, "resuming an execution whose owner is gone");
+                self.runner.resume_in_background(&id, Default::default())
+            })
+            .collect();
+        self.track_all("", handles);
     }
 
     /// Waits up to `grace` for the executions this process drives to finish, then stops the
@@ -273,6 +280,10 @@ impl App {
 /// How often a serving process looks for executions whose lease expired. Well under the
 /// lease's 30 s, so an execution whose owner died waits at most about a lease and this.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Executions taken over per claim: one statement claims a batch, and their first saves
+/// share commits.
+const RECOVERY_BATCH: usize = 1_000;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains (see [`App::drain`]).
 pub async fn serve(
