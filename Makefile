@@ -17,14 +17,17 @@ demo: build
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p orca-runtime --all-targets --features otel -- -D warnings
 
 # The example guest components (Rust, JavaScript, Python), built from source into
 # $CARGO_TARGET_DIR/guests/<name>.wasm (or $ORCA_GUEST_DIR); see guest-examples/build.sh.
 guests:
 	@bash guest-examples/build.sh
 
+# The OpenTelemetry export is behind a feature, off by default: its test runs in a second pass.
 test: lint build guests
 	$(CARGO) test --workspace
+	$(CARGO) test -p orca-runtime --features otel --test otel
 
 # Orca against its floors (engine overhead, fan-out, Wasm, durable stores, memory, recovery);
 # prints a table and rewrites BENCHMARKS.md. Needs the guests and the local PostgreSQL and

@@ -14,5 +14,7 @@ pub mod runner;
 pub mod server;
 pub mod services;
 pub mod store;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 pub mod view;
 pub mod wasm;
