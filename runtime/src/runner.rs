@@ -21,10 +21,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
 use crate::definition::{DefinitionSet, LoadError, Source};
@@ -198,13 +198,19 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Handle, RunError> {
-        let (record, actions, fence, lease) =
-            self.create(workflow, &plan, input, bindings).await?;
+        let (record, actions, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
         let id = record.execution.id.clone();
         Ok(self.in_background(id, move |runner, mut inbox| async move {
             let (mut record, mut lease) = (record, lease);
             runner
-                .drive(&mut record, &plan, actions, fence, &mut lease, Some(&mut inbox))
+                .drive(
+                    &mut record,
+                    &plan,
+                    actions,
+                    fence,
+                    &mut lease,
+                    Some(&mut inbox),
+                )
                 .await
                 .map(|()| record.execution)
         }))
@@ -215,7 +221,9 @@ impl Runner {
     pub fn resume_in_background(&self, id: &str, services: BTreeMap<String, String>) -> Handle {
         let owned = id.to_string();
         self.in_background(id.to_string(), move |runner, mut inbox| async move {
-            runner.resume_with(&owned, &services, Some(&mut inbox)).await
+            runner
+                .resume_with(&owned, &services, Some(&mut inbox))
+                .await
         })
     }
 
@@ -546,14 +554,17 @@ impl Runner {
         self.saved(record, saved)
     }
 
-    /// Saves the final record and gives the lease up.
+    /// Saves the final record and gives the lease up, in one commit.
     async fn finish(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
-        self.save(record, fence).await?;
-        self.release(&record.execution.id, fence).await;
-        Ok(())
+        let finished = self.store.finish(&self.stored(record)?, fence).await;
+        self.saved(record, finished)
     }
 
-    fn saved(&self, record: &ExecutionRecord, saved: Result<(), StoreError>) -> Result<(), RunError> {
+    fn saved(
+        &self,
+        record: &ExecutionRecord,
+        saved: Result<(), StoreError>,
+    ) -> Result<(), RunError> {
         match saved {
             Ok(()) => Ok(()),
             Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
@@ -591,7 +602,10 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Future for AbortOnDrop<T> {
     type Output = Result<T, tokio::task::JoinError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         Pin::new(&mut self.0).poll(cx)
     }
 }

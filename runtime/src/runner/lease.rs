@@ -84,7 +84,10 @@ impl Drop for HeldLease {
     fn drop(&mut self) {
         let mut held = lock(&self.leases.held);
         // A newer claim of the same execution by this runner has replaced the entry: keep it.
-        if held.get(&self.id).is_some_and(|entry| entry.fence == self.fence) {
+        if held
+            .get(&self.id)
+            .is_some_and(|entry| entry.fence == self.fence)
+        {
             held.remove(&self.id);
         }
     }
@@ -113,7 +116,8 @@ impl Leases {
         );
         self.renewer.get_or_init(|| {
             let leases = Arc::downgrade(self);
-            let (store, clock, settings) = (runner.store.clone(), runner.clock.clone(), runner.lease);
+            let (store, clock, settings) =
+                (runner.store.clone(), runner.clock.clone(), runner.lease);
             tokio::spawn(renew_forever(leases, store, clock, settings));
         });
         HeldLease {

@@ -266,7 +266,10 @@ async fn one_runner_keeps_all_its_leases_renewed() {
     for (id, first) in ids.iter().zip(first) {
         let lease = store.lease(id).await.unwrap().unwrap();
         assert_eq!(lease.owner, "me");
-        assert!(lease.until_ms > first && lease.until_ms > now, "{id}: {lease:?}");
+        assert!(
+            lease.until_ms > first && lease.until_ms > now,
+            "{id}: {lease:?}"
+        );
     }
     assert!(store.list_expired(now, 10).await.unwrap().is_empty());
 }
@@ -276,7 +279,12 @@ async fn expired_executions_are_taken_over_in_one_claim() {
     let store = Arc::new(MemoryStore::new());
     let (workflow, plan) = source();
     let writer = Runner::new(store.clone(), gated(0));
-    for (id, until) in [("e1", 5_000), ("e2", 5_000), ("e3", 5_500), ("live", 60_000)] {
+    for (id, until) in [
+        ("e1", 5_000),
+        ("e2", 5_000),
+        ("e3", 5_500),
+        ("live", 60_000),
+    ] {
         let execution = Execution::start(&plan, id.into(), json!({}), bindings(), 1_000).0;
         let record = ExecutionRecord {
             workflow: workflow.clone(),

@@ -25,7 +25,8 @@ use url::Url;
 
 use super::kv::{KvStore, MemoryKv};
 use super::{
-    ExecutionStore, LayeredStore, MemoryStore, PostgresStore, RedisStore, SqliteStore, StoreError,
+    ExecutionStore, GroupCommit, LayeredStore, MemoryStore, PostgresStore, RedisStore, SqliteStore,
+    StoreError,
 };
 use crate::definition::{DefinitionSet, Document, Kind, LoadedDocument, Source};
 
@@ -189,16 +190,24 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ExecutionStore>, Store
     Ok(open_with_state(config).await?.0)
 }
 
+/// Batches committing at once behind [`GroupCommit`] for stores with a connection pool or a
+/// multiplexed connection: while one batch waits for its commit the next is gathered and
+/// sent, and a few in flight keep a lone write from waiting behind a full batch. More would
+/// mostly split the load into smaller batches.
+const POOLED_IN_FLIGHT: usize = 4;
+
 /// Opens the store `config` describes, and the component state kept in the same backend
-/// (sharing its connections).
+/// (sharing its connections). Durable backends get their writes grouped ([`GroupCommit`]).
 pub async fn open_with_state(
     config: &StoreConfig,
 ) -> Result<(Arc<dyn ExecutionStore>, Arc<dyn KvStore>), StoreError> {
-    fn both<S: ExecutionStore + KvStore + 'static>(
+    fn grouped<S: ExecutionStore + KvStore + 'static>(
         store: S,
+        in_flight: usize,
     ) -> (Arc<dyn ExecutionStore>, Arc<dyn KvStore>) {
         let store = Arc::new(store);
-        (store.clone(), store)
+        let executions = GroupCommit::new(store.clone(), in_flight);
+        (Arc::new(executions), store)
     }
     Ok(match config {
         StoreConfig::Memory => (Arc::new(MemoryStore::new()), Arc::new(MemoryKv::new())),
@@ -207,17 +216,18 @@ pub async fn open_with_state(
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                 .await
                 .map_err(|e| StoreError::backend("sqlite", e))??;
-            both(store)
+            // One connection: a second batch could only queue behind the first.
+            grouped(store, 1)
         }
-        StoreConfig::Postgres(pg) => both(PostgresStore::open(pg).await?),
+        StoreConfig::Postgres(pg) => grouped(PostgresStore::open(pg).await?, POOLED_IN_FLIGHT),
         StoreConfig::Redis {
             redis,
             persistence: None,
-        } => both(RedisStore::open(redis).await?),
+        } => grouped(RedisStore::open(redis).await?, POOLED_IN_FLIGHT),
         StoreConfig::Redis {
             redis,
             persistence: Some(pg),
-        } => both(LayeredStore::open(redis, pg).await?),
+        } => grouped(LayeredStore::open(redis, pg).await?, POOLED_IN_FLIGHT),
     })
 }
 

@@ -5,7 +5,7 @@
 //! recovery only in production. Each backend's test module calls [`suite!`] with a function
 //! returning a fresh, isolated fixture (its own schema, key prefix or file).
 
-use super::{Claim, ExecutionStore, ListFilter, StoreError, StoredExecution};
+use super::{Claim, ExecutionStore, Fence, ListFilter, StoreError, StoredExecution, Write};
 
 pub(crate) fn execution(
     id: &str,
@@ -218,6 +218,251 @@ pub(crate) async fn list_expired_finds_dead_owners_only(store: &dyn ExecutionSto
     assert!(store.list_expired(10, 10).await.unwrap().is_empty());
 }
 
+fn create(execution: StoredExecution, owner: &str, lease_until_ms: u64) -> Write {
+    Write::Create {
+        execution,
+        owner: owner.to_owned(),
+        lease_until_ms,
+    }
+}
+
+fn save(execution: StoredExecution, fence: Fence) -> Write {
+    Write::Save {
+        execution,
+        fence,
+        release: false,
+    }
+}
+
+/// A batch is per write: the stale and the duplicate ones fail alone, the rest is durable.
+pub(crate) async fn a_batch_reports_each_write_and_commits_the_good_ones(
+    store: &dyn ExecutionStore,
+) {
+    for id in ["a", "b"] {
+        store
+            .create(&execution(id, "wf", "running", 1_000), "o", 10)
+            .await
+            .unwrap();
+    }
+    let taken = store
+        .claim("b", &claim("p", 1_000, 100))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut a = execution("a", "wf", "completed", 9_999);
+    a.updated_at_ms = 2_000;
+    a.body = b"a done".to_vec();
+    let mut stale_b = execution("b", "wf", "failed", 1_000);
+    stale_b.body = b"stale".to_vec();
+
+    let outcomes = store
+        .write(vec![
+            create(execution("c", "wf", "running", 3_000), "o", 500),
+            save(a, 1),
+            save(stale_b, 1),
+            create(execution("a", "wf", "running", 4_000), "x", 1),
+            save(execution("nope", "wf", "running", 1), 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 5);
+    assert!(matches!(outcomes[0], Ok(1)), "{:?}", outcomes[0]);
+    assert!(matches!(outcomes[1], Ok(1)), "{:?}", outcomes[1]);
+    assert!(
+        matches!(&outcomes[2], Err(StoreError::Fenced { id, fence: 1 }) if id == "b"),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(&outcomes[3], Err(StoreError::Exists(id)) if id == "a"),
+        "{:?}",
+        outcomes[3]
+    );
+    assert!(
+        matches!(&outcomes[4], Err(StoreError::NotFound(id)) if id == "nope"),
+        "{:?}",
+        outcomes[4]
+    );
+
+    assert_eq!(
+        store.load("c").await.unwrap(),
+        Some(execution("c", "wf", "running", 3_000))
+    );
+    let lease = store.lease("c").await.unwrap().unwrap();
+    assert_eq!(
+        (lease.owner.as_str(), lease.fence, lease.until_ms),
+        ("o", 1, 500)
+    );
+    let loaded_a = store.load("a").await.unwrap().unwrap();
+    assert_eq!(loaded_a.status, "completed");
+    assert_eq!(loaded_a.body, b"a done");
+    assert_eq!(loaded_a.created_at_ms, 1_000);
+    assert_eq!(loaded_a.updated_at_ms, 2_000);
+    // The lost duplicate create changed nothing either.
+    assert_eq!(store.lease("a").await.unwrap().unwrap().owner, "o");
+    assert_eq!(
+        store.load("b").await.unwrap(),
+        Some(execution("b", "wf", "running", 1_000))
+    );
+    assert_eq!(store.lease("b").await.unwrap().unwrap().fence, taken);
+    assert_eq!(store.load("nope").await.unwrap(), None);
+}
+
+pub(crate) async fn writes_to_one_execution_in_a_batch_apply_in_order(store: &dyn ExecutionStore) {
+    let outcomes = store
+        .write(vec![
+            save(execution("e1", "wf", "early", 1), 1),
+            create(execution("e1", "wf", "running", 1_000), "o", 10),
+            save(execution("e1", "wf", "first", 1_000), 1),
+            create(execution("e1", "wf", "again", 1_000), "o", 10),
+            save(execution("e1", "wf", "second", 1_000), 1),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcomes[0], Err(StoreError::NotFound(_))),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[1], Ok(1)), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Ok(1)), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[3], Err(StoreError::Exists(_))),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[4], Ok(1)), "{outcomes:?}");
+    assert_eq!(store.load("e1").await.unwrap().unwrap().status, "second");
+}
+
+pub(crate) async fn an_empty_batch_is_nothing_to_do(store: &dyn ExecutionStore) {
+    assert!(store.write(Vec::new()).await.unwrap().is_empty());
+    assert!(store.list(&ListFilter::default()).await.unwrap().is_empty());
+}
+
+/// `finish` is a save and a release in one: the lease is free, the fence stays (as after
+/// [`LeaseStore::release`](super::LeaseStore::release)), and a stale finisher changes
+/// nothing.
+pub(crate) async fn finish_saves_and_releases_together(store: &dyn ExecutionStore) {
+    let fence = store
+        .create(&execution("e1", "wf", "running", 1_000), "a", 10_000)
+        .await
+        .unwrap();
+    let mut done = execution("e1", "wf", "completed", 1_000);
+    done.body = b"done".to_vec();
+    store.finish(&done, fence).await.unwrap();
+    assert_eq!(store.load("e1").await.unwrap(), Some(done.clone()));
+    assert_eq!(store.lease("e1").await.unwrap(), None);
+    assert!(store.list_expired(1_000_000, 10).await.unwrap().is_empty());
+    let next = store
+        .claim("e1", &claim("b", 1, 0))
+        .await
+        .unwrap()
+        .expect("a finished execution's lease is free");
+    assert!(next > fence);
+    assert!(matches!(
+        store.save(&execution("e1", "wf", "failed", 1), fence).await,
+        Err(StoreError::Fenced { .. })
+    ));
+
+    // A finish with a stale fence neither writes nor releases.
+    store
+        .create(&execution("e2", "wf", "running", 1_000), "a", 10)
+        .await
+        .unwrap();
+    let taken = store
+        .claim("e2", &claim("b", 20_000, 100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store
+            .finish(&execution("e2", "wf", "completed", 1), fence)
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(store.load("e2").await.unwrap().unwrap().status, "running");
+    let lease = store.lease("e2").await.unwrap().unwrap();
+    assert_eq!((lease.owner.as_str(), lease.fence), ("b", taken));
+    assert!(matches!(
+        store
+            .finish(&execution("nope", "wf", "completed", 1), 1)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Recovery's bulk claim: every expired lease is taken once, soonest-expired first, and
+/// nothing else is touched.
+pub(crate) async fn claim_expired_takes_each_expired_lease_once(store: &dyn ExecutionStore) {
+    for (id, until) in [("x", 500), ("y", 100), ("z", 5_000), ("r", 50), ("w", 200)] {
+        store
+            .create(&execution(id, "wf", "running", 1), "dead", until)
+            .await
+            .unwrap();
+    }
+    store.release("r", 1).await.unwrap();
+    assert!(
+        store
+            .claim_expired("me", 1_000, 9_000, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let first = store.claim_expired("me", 1_000, 9_000, 2).await.unwrap();
+    assert_eq!(first, [("y".to_string(), 2), ("w".to_string(), 2)]);
+    let rest = store.claim_expired("me", 1_000, 9_000, 10).await.unwrap();
+    assert_eq!(rest, [("x".to_string(), 2)]);
+    assert!(
+        store
+            .claim_expired("other", 1_000, 9_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    for id in ["x", "y", "w"] {
+        let lease = store.lease(id).await.unwrap().unwrap();
+        assert_eq!(
+            (lease.owner.as_str(), lease.fence, lease.until_ms),
+            ("me", 2, 9_000)
+        );
+    }
+    let live = store.lease("z").await.unwrap().unwrap();
+    assert_eq!(
+        (live.owner.as_str(), live.fence, live.until_ms),
+        ("dead", 1, 5_000)
+    );
+    assert_eq!(store.lease("r").await.unwrap(), None);
+
+    assert!(matches!(
+        store.save(&execution("y", "wf", "failed", 1), 1).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.renew("y", 1, 20_000).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    store
+        .save(&execution("y", "wf", "completed", 1), 2)
+        .await
+        .unwrap();
+    assert_eq!(store.load("y").await.unwrap().unwrap().status, "completed");
+    // Once the new leases run out too, they can be claimed again.
+    let again = store
+        .claim_expired("later", 10_000, 20_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        [
+            ("z".to_string(), 2),
+            ("w".to_string(), 3),
+            ("x".to_string(), 3),
+            ("y".to_string(), 3)
+        ]
+    );
+}
+
 /// Expands to one `#[tokio::test]` per check, each on a fresh fixture from `$fresh()`: an
 /// async fn returning a value with `store(&self) -> &dyn ExecutionStore`, which cleans up
 /// (drops its schema, deletes its keys) when dropped.
@@ -230,7 +475,12 @@ macro_rules! suite {
             list_filters_orders_newest_first_and_limits,
             fencing_locks_out_the_previous_owner,
             take_over_is_a_compare_and_swap,
-            list_expired_finds_dead_owners_only
+            list_expired_finds_dead_owners_only,
+            a_batch_reports_each_write_and_commits_the_good_ones,
+            writes_to_one_execution_in_a_batch_apply_in_order,
+            an_empty_batch_is_nothing_to_do,
+            finish_saves_and_releases_together,
+            claim_expired_takes_each_expired_lease_once
         );
     };
     (@tests $fresh:ident, $($check:ident),+) => {

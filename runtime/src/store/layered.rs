@@ -2,7 +2,8 @@
 //! `persistence: {enabled: true, backend: postgresql}`).
 //!
 //! PostgreSQL is the record of truth. Every save commits there first (with the fence check),
-//! and only then goes to Redis with the configured `ttl`; leases live in PostgreSQL alone.
+//! and only then goes to Redis with the configured `ttl`; leases live in PostgreSQL alone. A
+//! batch of writes is one PostgreSQL commit followed by one Redis pipeline.
 //! Reads of one execution come from Redis and fall back to PostgreSQL when the key is missing
 //! (evicted, expired, flushed), refilling Redis on the way. Listing is a query, so PostgreSQL
 //! answers it. An execution older than the TTL is therefore still readable and resumable.
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 use super::redis::Put;
 use super::{
     Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, PostgresConfig, PostgresStore,
-    RedisConfig, RedisStore, StoreError, StoredExecution,
+    RedisConfig, RedisStore, StoreError, StoredExecution, Write, WriteOutcomes,
 };
 
 /// After a Redis failure, go straight to PostgreSQL for this long before trying Redis again.
@@ -95,22 +96,34 @@ impl LayeredStore {
 
     /// Copies a record PostgreSQL committed into Redis, best effort.
     async fn cache(&self, execution: &StoredExecution, fence: Fence, mode: Put) {
+        self.cache_all(&[(execution, fence)], mode).await;
+    }
+
+    /// Copies records PostgreSQL committed into Redis, best effort, in one round trip.
+    async fn cache_all(&self, copies: &[(&StoredExecution, Fence)], mode: Put) {
+        if copies.is_empty() {
+            return;
+        }
+        let ids = || copies.iter().map(|(execution, _)| execution.id.clone());
         if !self.health.should_try() {
             if mode == Put::Newer {
-                self.suspect().insert(execution.id.clone());
+                self.suspect().extend(ids());
             }
             return;
         }
-        match self.redis.put(execution, fence, mode).await {
+        match self.redis.put_all(copies, mode).await {
             Ok(written) => {
                 self.health.succeeded();
-                if written || mode == Put::Newer {
-                    self.suspect().remove(&execution.id);
+                let mut suspect = self.suspect();
+                for ((execution, _), written) in copies.iter().zip(written) {
+                    if written || mode == Put::Newer {
+                        suspect.remove(&execution.id);
+                    }
                 }
             }
             Err(error) => {
                 self.health.failed(&error);
-                self.suspect().insert(execution.id.clone());
+                self.suspect().extend(ids());
             }
         }
     }
@@ -148,31 +161,31 @@ impl LayeredStore {
 
 #[async_trait]
 impl ExecutionStore for LayeredStore {
-    async fn create(
-        &self,
-        execution: &StoredExecution,
-        owner: &str,
-        lease_until_ms: u64,
-    ) -> Result<Fence, StoreError> {
-        let fence = self
-            .postgres
-            .create(execution, owner, lease_until_ms)
-            .await?;
-        self.cache(execution, fence, Put::Newer).await;
-        Ok(fence)
-    }
-
-    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
-        let created_at_ms = self
-            .postgres
-            .save_returning_created(execution, fence)
-            .await?;
-        let committed = StoredExecution {
-            created_at_ms,
-            ..execution.clone()
-        };
-        self.cache(&committed, fence, Put::Newer).await;
-        Ok(())
+    /// PostgreSQL's batch first (the record of truth, one commit), then one Redis round trip
+    /// for the writes that committed, with the record exactly as PostgreSQL holds it.
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+        let committed = self.postgres.write_committed(&batch).await?;
+        let mut copies = Vec::with_capacity(batch.len());
+        let outcomes = batch
+            .into_iter()
+            .zip(committed)
+            .map(|(write, outcome)| {
+                let (fence, created_at_ms) = outcome?;
+                let execution = match write {
+                    Write::Create { execution, .. } => execution,
+                    // A save keeps the first `created_at_ms`, whatever the caller sent.
+                    Write::Save { execution, .. } => StoredExecution {
+                        created_at_ms,
+                        ..execution
+                    },
+                };
+                copies.push((execution, fence));
+                Ok(fence)
+            })
+            .collect();
+        let copies: Vec<(&StoredExecution, Fence)> = copies.iter().map(|(e, f)| (e, *f)).collect();
+        self.cache_all(&copies, Put::Newer).await;
+        Ok(outcomes)
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
@@ -218,6 +231,27 @@ impl LeaseStore for LayeredStore {
 
     async fn list_expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError> {
         self.postgres.list_expired(now_ms, limit).await
+    }
+
+    /// Like [`claim`](LeaseStore::claim): the Redis copies are rewritten from PostgreSQL
+    /// under the new fences before anyone reads them.
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError> {
+        let claimed = self
+            .postgres
+            .claim_expired_records(owner, now_ms, until_ms, limit)
+            .await?;
+        let copies: Vec<(&StoredExecution, Fence)> = claimed.iter().map(|(e, f)| (e, *f)).collect();
+        self.cache_all(&copies, Put::Newer).await;
+        Ok(claimed
+            .into_iter()
+            .map(|(execution, fence)| (execution.id, fence))
+            .collect())
     }
 }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::{
     Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, StoreError, StoredExecution,
+    Write, WriteOutcomes,
 };
 
 #[derive(Debug, Clone)]
@@ -52,17 +53,66 @@ impl MemoryStore {
         op: impl FnOnce(&mut Entry) -> T,
     ) -> Result<T, StoreError> {
         let mut executions = self.lock()?;
-        let entry = executions
-            .get_mut(id)
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        if entry.fence != fence {
-            return Err(StoreError::Fenced {
-                id: id.to_string(),
-                fence,
-            });
-        }
-        Ok(op(entry))
+        Ok(op(fenced(&mut executions, id, fence)?))
     }
+}
+
+/// One write of a batch, under the lock the whole batch holds.
+fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence, StoreError> {
+    match write {
+        Write::Create {
+            execution,
+            owner,
+            lease_until_ms,
+        } => {
+            if executions.contains_key(&execution.id) {
+                return Err(StoreError::Exists(execution.id));
+            }
+            executions.insert(
+                execution.id.clone(),
+                Entry {
+                    record: execution,
+                    owner: Some(owner),
+                    fence: 1,
+                    until_ms: lease_until_ms,
+                },
+            );
+            Ok(1)
+        }
+        Write::Save {
+            execution,
+            fence,
+            release,
+        } => {
+            let entry = fenced(executions, &execution.id, fence)?;
+            let created_at_ms = entry.record.created_at_ms;
+            entry.record = execution;
+            entry.record.created_at_ms = created_at_ms;
+            if release {
+                entry.owner = None;
+                entry.until_ms = 0;
+            }
+            Ok(fence)
+        }
+    }
+}
+
+/// The entry of `id` if `fence` is current.
+fn fenced<'a>(
+    executions: &'a mut HashMap<String, Entry>,
+    id: &str,
+    fence: Fence,
+) -> Result<&'a mut Entry, StoreError> {
+    let entry = executions
+        .get_mut(id)
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    if entry.fence != fence {
+        return Err(StoreError::Fenced {
+            id: id.to_string(),
+            fence,
+        });
+    }
+    Ok(entry)
 }
 
 fn lease_of(id: &str, entry: &Entry) -> Option<Lease> {
@@ -76,34 +126,12 @@ fn lease_of(id: &str, entry: &Entry) -> Option<Lease> {
 
 #[async_trait]
 impl ExecutionStore for MemoryStore {
-    async fn create(
-        &self,
-        execution: &StoredExecution,
-        owner: &str,
-        lease_until_ms: u64,
-    ) -> Result<Fence, StoreError> {
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
         let mut executions = self.lock()?;
-        if executions.contains_key(&execution.id) {
-            return Err(StoreError::Exists(execution.id.clone()));
-        }
-        executions.insert(
-            execution.id.clone(),
-            Entry {
-                record: execution.clone(),
-                owner: Some(owner.to_string()),
-                fence: 1,
-                until_ms: lease_until_ms,
-            },
-        );
-        Ok(1)
-    }
-
-    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
-        self.with_fenced(&execution.id, fence, |entry| {
-            let created_at_ms = entry.record.created_at_ms;
-            entry.record = execution.clone();
-            entry.record.created_at_ms = created_at_ms;
-        })
+        Ok(batch
+            .into_iter()
+            .map(|write| apply(&mut executions, write))
+            .collect())
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
@@ -191,6 +219,34 @@ impl LeaseStore for MemoryStore {
         });
         expired.truncate(limit);
         Ok(expired)
+    }
+
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError> {
+        let mut executions = self.lock()?;
+        let mut expired: Vec<(u64, String)> = executions
+            .iter()
+            .filter_map(|(id, e)| lease_of(id, e))
+            .filter(|l| l.expired_at(now_ms))
+            .map(|l| (l.until_ms, l.execution_id))
+            .collect();
+        expired.sort();
+        expired.truncate(limit);
+        Ok(expired
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let entry = executions.get_mut(&id)?;
+                entry.owner = Some(owner.to_string());
+                entry.fence += 1;
+                entry.until_ms = until_ms;
+                Some((id, entry.fence))
+            })
+            .collect())
     }
 }
 

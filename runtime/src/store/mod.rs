@@ -17,8 +17,14 @@
 //! - `redis`: hot state that expires `ttl` after its last write (see [`RedisStore`]).
 //! - `redis` persisted to `postgresql`: PostgreSQL is the record of truth and Redis a cache
 //!   in front of it (see [`LayeredStore`]).
+//!
+//! Writes go to the backend in batches ([`ExecutionStore::write`]): one transaction and one
+//! sync to disk for many executions is what makes a durable store fast under load, because
+//! the commit, not the statement, is what costs. [`open`] puts every durable backend behind
+//! [`GroupCommit`], which gathers the writes of concurrent executions into such batches.
 
 mod config;
+mod group;
 pub mod kv;
 mod layered;
 mod lease;
@@ -36,6 +42,7 @@ pub use self::config::{
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TTL, ENV_POSTGRES_URL, ENV_REDIS_URL, Env, PostgresConfig,
     RedisConfig, StoreConfig, open, open_with_state,
 };
+pub use self::group::GroupCommit;
 pub use self::layered::LayeredStore;
 pub use self::lease::{Claim, Fence, Lease, owner_id, owner_is_dead_locally};
 pub use self::memory::MemoryStore;
@@ -99,10 +106,52 @@ impl StoreError {
     }
 }
 
+/// One durable write; see [`ExecutionStore::write`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A new execution leased to `owner` until `lease_until_ms`; its first fence is 1.
+    Create {
+        execution: StoredExecution,
+        owner: String,
+        lease_until_ms: u64,
+    },
+    /// Replaces the record if `fence` is current; `release: true` also gives the lease up in
+    /// the same commit (the execution reached a final status), exactly like
+    /// [`LeaseStore::release`].
+    Save {
+        execution: StoredExecution,
+        fence: Fence,
+        release: bool,
+    },
+}
+
+impl Write {
+    /// The execution this write is for.
+    pub fn id(&self) -> &str {
+        match self {
+            Write::Create { execution, .. } | Write::Save { execution, .. } => &execution.id,
+        }
+    }
+}
+
+/// What [`ExecutionStore::write`] answers: the batch as a whole failed (`Err`), or one
+/// outcome per write, in order.
+pub type WriteOutcomes = Result<Vec<Result<Fence, StoreError>>, StoreError>;
+
 /// Where executions are kept. Every method returns only once the effect is durable as far as
 /// the backend promises (for SQLite: committed and synced to disk).
 #[async_trait]
 pub trait ExecutionStore: LeaseStore {
+    /// Applies `batch` in order, in one transaction (one commit, one sync) where the backend
+    /// has them.
+    ///
+    /// `Err` means the batch failed as a whole (connection lost, transaction aborted) and
+    /// none of it committed. Otherwise there is one outcome per write, in order: `Ok(fence)`
+    /// (1 for a create, the given fence for a save), or [`StoreError::Exists`],
+    /// [`StoreError::Fenced`] or [`StoreError::NotFound`] for that write alone, while the
+    /// others still commit. Writes to one execution within a batch apply in order.
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes;
+
     /// Stores a new execution leased to `owner` until `lease_until_ms` and returns its first
     /// fence; [`StoreError::Exists`] if the id is taken.
     async fn create(
@@ -110,13 +159,76 @@ pub trait ExecutionStore: LeaseStore {
         execution: &StoredExecution,
         owner: &str,
         lease_until_ms: u64,
-    ) -> Result<Fence, StoreError>;
+    ) -> Result<Fence, StoreError> {
+        let create = Write::Create {
+            execution: execution.clone(),
+            owner: owner.to_owned(),
+            lease_until_ms,
+        };
+        write_one(self, create).await
+    }
+
     /// Replaces the record (all but `created_at_ms`) if `fence` is still the current one;
     /// [`StoreError::Fenced`] if another owner has claimed it since.
-    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError>;
+    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
+        let save = Write::Save {
+            execution: execution.clone(),
+            fence,
+            release: false,
+        };
+        write_one(self, save).await.map(drop)
+    }
+
+    /// [`save`](Self::save) and [`release`](LeaseStore::release) in one commit: for the
+    /// last write of an execution that reached a final status.
+    async fn finish(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
+        let save = Write::Save {
+            execution: execution.clone(),
+            fence,
+            release: true,
+        };
+        write_one(self, save).await.map(drop)
+    }
+
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError>;
     /// Executions matching `filter`, newest first (by creation time, then id).
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError>;
+}
+
+/// A batch of one, unwrapped.
+async fn write_one<S: ExecutionStore + ?Sized>(
+    store: &S,
+    write: Write,
+) -> Result<Fence, StoreError> {
+    let mut outcomes = store.write(vec![write]).await?;
+    match (outcomes.pop(), outcomes.is_empty()) {
+        (Some(outcome), true) => outcome,
+        _ => Err(StoreError::Backend {
+            backend: "store",
+            message: "a batch of one write did not get exactly one outcome".to_string(),
+        }),
+    }
+}
+
+/// Splits `batch` into consecutive runs in which no execution appears twice, for backends
+/// that apply a run as one set-based statement (whose parts cannot see each other's
+/// effects): applied run after run, writes to one execution keep their order.
+pub(crate) fn distinct_runs(batch: &[Write]) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut start = 0;
+    for (index, write) in batch.iter().enumerate() {
+        if !seen.insert(write.id()) {
+            runs.push(start..index);
+            seen.clear();
+            seen.insert(write.id());
+            start = index;
+        }
+    }
+    if start < batch.len() {
+        runs.push(start..batch.len());
+    }
+    runs
 }
 
 /// Who may drive which execution. Kept apart from the records so that a future scheduler can
@@ -137,4 +249,15 @@ pub trait LeaseStore: Send + Sync {
     /// Leases that expired before `now_ms`, soonest-expired first: the executions whose
     /// owner died and which a long-running process should resume.
     async fn list_expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError>;
+    /// Takes over, in one atomic step, up to `limit` of the leases that expired before
+    /// `now_ms` (soonest-expired first): each goes to `owner` until `until_ms` with its fence
+    /// raised by one, which is returned with its id. Released leases are not expired ones.
+    /// Two processes recovering at once split the work: no execution is handed to both.
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError>;
 }

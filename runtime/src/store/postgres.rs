@@ -15,6 +15,7 @@ mod kv;
 mod leases;
 mod schema;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +23,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use super::{ExecutionStore, Fence, ListFilter, PostgresConfig, StoreError, StoredExecution};
+use super::{
+    ExecutionStore, Fence, ListFilter, PostgresConfig, StoreError, StoredExecution, Write,
+    WriteOutcomes,
+};
 
 const BACKEND: &str = "postgresql";
 
@@ -111,45 +115,93 @@ impl PostgresStore {
             .is_some())
     }
 
-    /// [`ExecutionStore::save`], returning the stored `created_at_ms` (which a save keeps),
-    /// so the layered store can copy the record to Redis exactly as committed.
-    pub(crate) async fn save_returning_created(
+    /// [`ExecutionStore::write`], also returning each committed record's `created_at_ms`
+    /// (which a save keeps), so the layered store can copy records to Redis exactly as
+    /// committed.
+    ///
+    /// A run of writes to distinct executions is one statement: an `INSERT` of the creates
+    /// and an `UPDATE` of the saves (each over `unnest`ed arrays) as data-modifying CTEs, so
+    /// a typical batch costs one round trip and one commit. Runs that name an execution
+    /// again go in order inside one transaction.
+    pub(crate) async fn write_committed(&self, batch: &[Write]) -> Result<Committed, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        let runs = super::distinct_runs(batch);
+        let statement = client.prepare_cached(WRITE).await.map_err(pg_error)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        if let [run] = runs.as_slice() {
+            outcomes.extend(write_run(&**client, &statement, &batch[run.clone()]).await?);
+            return Ok(outcomes);
+        }
+        let tx = client.transaction().await.map_err(pg_error)?;
+        for run in runs {
+            outcomes.extend(write_run(&*tx, &statement, &batch[run]).await?);
+        }
+        tx.commit().await.map_err(pg_error)?;
+        Ok(outcomes)
+    }
+
+    /// [`LeaseStore::claim_expired`](crate::store::LeaseStore::claim_expired), also returning
+    /// each record as it is after the claim, for the layered store to refresh Redis with.
+    pub(crate) async fn claim_expired_records(
         &self,
-        execution: &StoredExecution,
-        fence: Fence,
-    ) -> Result<i64, StoreError> {
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
+        let rows = self
+            .claim_expired_rows(&format!("{COLUMNS}, fence"), owner, now_ms, until_ms, limit)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let fence: i64 = row.try_get(6).map_err(pg_error)?;
+                Ok((row_to_execution(row)?, fence as Fence))
+            })
+            .collect()
+    }
+
+    /// Claims expired leases, returning `columns` of the claimed rows (soonest-expired
+    /// first). `SKIP LOCKED` lets two processes recovering at once each take rows the other
+    /// is not taking, instead of queueing behind each other's locks; a row claimed meanwhile
+    /// is re-checked against the `WHERE` clause once locked, and dropped.
+    pub(super) async fn claim_expired_rows(
+        &self,
+        columns: &str,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(
-                "UPDATE orca_executions
-                 SET workflow_id = $3, status = $4, updated_at_ms = $5, body = $6
-                 WHERE id = $1 AND fence = $2
-                 RETURNING created_at_ms",
-            )
+            .prepare_cached(&format!(
+                "WITH picked AS (
+                     SELECT id, lease_until_ms FROM orca_executions
+                     WHERE owner IS NOT NULL AND lease_until_ms < $1
+                     ORDER BY lease_until_ms, id LIMIT $2
+                     FOR UPDATE SKIP LOCKED
+                 ), claimed AS (
+                     UPDATE orca_executions e
+                     SET owner = $3, fence = e.fence + 1, lease_until_ms = $4
+                     FROM picked
+                     WHERE e.id = picked.id
+                     RETURNING e.*, picked.lease_until_ms AS expired_ms
+                 )
+                 SELECT {columns} FROM claimed ORDER BY expired_ms, id"
+            ))
             .await
             .map_err(pg_error)?;
-        let row = client
-            .query_opt(
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        client
+            .query(
                 &statement,
-                &[
-                    &execution.id,
-                    &(fence as i64),
-                    &execution.workflow_id,
-                    &execution.status,
-                    &execution.updated_at_ms,
-                    &execution.body,
-                ],
+                &[&(now_ms as i64), &limit, &owner, &(until_ms as i64)],
             )
             .await
-            .map_err(pg_error)?;
-        match row {
-            Some(row) => row.try_get(0).map_err(pg_error),
-            None if self.exists(&client, &execution.id).await? => Err(StoreError::Fenced {
-                id: execution.id.clone(),
-                fence,
-            }),
-            None => Err(StoreError::NotFound(execution.id.clone())),
-        }
+            .map_err(pg_error)
     }
 
     /// The record with its current fence, read together so they match.
@@ -174,6 +226,168 @@ impl PostgresStore {
         let fence: i64 = row.try_get(6).map_err(pg_error)?;
         Ok(Some((row_to_execution(&row)?, fence as Fence)))
     }
+}
+
+/// Per write, its fence and the record's stored `created_at_ms`; see
+/// [`PostgresStore::write_committed`].
+pub(crate) type Committed = Vec<Result<(Fence, i64), StoreError>>;
+
+/// One run of [`PostgresStore::write_committed`]: writes to distinct executions, so the
+/// `INSERT` and the `UPDATE` never touch the same row and neither needs to see the other's
+/// effect. The last part reads the table as it was before the statement: which of the saves
+/// that matched nothing name an execution that exists (stale fence) rather than none.
+const WRITE: &str = "WITH created AS (
+        INSERT INTO orca_executions (id, workflow_id, status, created_at_ms, updated_at_ms,
+            body, owner, fence, lease_until_ms)
+        SELECT c.id, c.workflow_id, c.status, c.created_at_ms, c.updated_at_ms, c.body,
+            c.owner, 1, c.lease_until_ms
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                    $6::bytea[], $7::text[], $8::bigint[])
+            AS c(id, workflow_id, status, created_at_ms, updated_at_ms, body, owner,
+                 lease_until_ms)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+    ), saved AS (
+        UPDATE orca_executions e
+        SET workflow_id = s.workflow_id, status = s.status, updated_at_ms = s.updated_at_ms,
+            body = s.body,
+            owner = CASE WHEN s.release THEN NULL ELSE e.owner END,
+            lease_until_ms = CASE WHEN s.release THEN 0 ELSE e.lease_until_ms END
+        FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
+                    $14::bytea[], $15::bool[])
+            AS s(id, fence, workflow_id, status, updated_at_ms, body, release)
+        WHERE e.id = s.id AND e.fence = s.fence
+        RETURNING e.id, e.created_at_ms
+    )
+    SELECT 'created', id, 0::bigint FROM created
+    UNION ALL SELECT 'saved', id, created_at_ms FROM saved
+    UNION ALL SELECT 'fenced', id, 0 FROM orca_executions
+        WHERE id = ANY($9::text[]) AND id NOT IN (SELECT id FROM saved)";
+
+/// Runs [`WRITE`] for `run` (writes to distinct executions) and sorts out each write's
+/// outcome.
+async fn write_run(
+    client: &impl tokio_postgres::GenericClient,
+    statement: &tokio_postgres::Statement,
+    run: &[Write],
+) -> Result<Committed, StoreError> {
+    let mut creates = CreateColumns::default();
+    let mut saves = SaveColumns::default();
+    for write in run {
+        match write {
+            Write::Create {
+                execution,
+                owner,
+                lease_until_ms,
+            } => {
+                creates.id.push(&execution.id);
+                creates.workflow_id.push(&execution.workflow_id);
+                creates.status.push(&execution.status);
+                creates.created_at_ms.push(execution.created_at_ms);
+                creates.updated_at_ms.push(execution.updated_at_ms);
+                creates.body.push(&execution.body);
+                creates.owner.push(owner);
+                creates.lease_until_ms.push(*lease_until_ms as i64);
+            }
+            Write::Save {
+                execution,
+                fence,
+                release,
+            } => {
+                saves.id.push(&execution.id);
+                saves.fence.push(*fence as i64);
+                saves.workflow_id.push(&execution.workflow_id);
+                saves.status.push(&execution.status);
+                saves.updated_at_ms.push(execution.updated_at_ms);
+                saves.body.push(&execution.body);
+                saves.release.push(*release);
+            }
+        }
+    }
+    let rows = client
+        .query(
+            statement,
+            &[
+                &creates.id,
+                &creates.workflow_id,
+                &creates.status,
+                &creates.created_at_ms,
+                &creates.updated_at_ms,
+                &creates.body,
+                &creates.owner,
+                &creates.lease_until_ms,
+                &saves.id,
+                &saves.fence,
+                &saves.workflow_id,
+                &saves.status,
+                &saves.updated_at_ms,
+                &saves.body,
+                &saves.release,
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+    let mut found: HashMap<String, (String, i64)> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let outcome: String = row.try_get(0).map_err(pg_error)?;
+        let id: String = row.try_get(1).map_err(pg_error)?;
+        let created_at_ms: i64 = row.try_get(2).map_err(pg_error)?;
+        found.insert(id, (outcome, created_at_ms));
+    }
+    Ok(run
+        .iter()
+        .map(|write| {
+            let outcome = found.get(write.id()).map(|(o, c)| (o.as_str(), *c));
+            match (write, outcome) {
+                (Write::Create { execution, .. }, Some(("created", _))) => {
+                    Ok((1, execution.created_at_ms))
+                }
+                (Write::Create { execution, .. }, _) => {
+                    Err(StoreError::Exists(execution.id.clone()))
+                }
+                (Write::Save { fence, .. }, Some(("saved", created_at_ms))) => {
+                    Ok((*fence, created_at_ms))
+                }
+                (
+                    Write::Save {
+                        execution, fence, ..
+                    },
+                    Some(("fenced", _)),
+                ) => Err(StoreError::Fenced {
+                    id: execution.id.clone(),
+                    fence: *fence,
+                }),
+                (Write::Save { execution, .. }, _) => {
+                    Err(StoreError::NotFound(execution.id.clone()))
+                }
+            }
+        })
+        .collect())
+}
+
+/// The creates of a run, column by column, for `unnest`.
+#[derive(Default)]
+struct CreateColumns<'a> {
+    id: Vec<&'a str>,
+    workflow_id: Vec<&'a str>,
+    status: Vec<&'a str>,
+    created_at_ms: Vec<i64>,
+    updated_at_ms: Vec<i64>,
+    body: Vec<&'a [u8]>,
+    owner: Vec<&'a str>,
+    lease_until_ms: Vec<i64>,
+}
+
+/// The saves of a run, column by column, for `unnest`.
+#[derive(Default)]
+struct SaveColumns<'a> {
+    id: Vec<&'a str>,
+    fence: Vec<i64>,
+    workflow_id: Vec<&'a str>,
+    status: Vec<&'a str>,
+    updated_at_ms: Vec<i64>,
+    body: Vec<&'a [u8]>,
+    release: Vec<bool>,
 }
 
 /// tokio-postgres' `Display` says only "db error"; the detail is in the source chain.
@@ -249,47 +463,13 @@ fn row_to_execution(row: &tokio_postgres::Row) -> Result<StoredExecution, StoreE
 
 #[async_trait]
 impl ExecutionStore for PostgresStore {
-    async fn create(
-        &self,
-        execution: &StoredExecution,
-        owner: &str,
-        lease_until_ms: u64,
-    ) -> Result<Fence, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO orca_executions (id, workflow_id, status, created_at_ms,
-                     updated_at_ms, body, owner, fence, lease_until_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .await
-            .map_err(pg_error)?;
-        let inserted = client
-            .execute(
-                &statement,
-                &[
-                    &execution.id,
-                    &execution.workflow_id,
-                    &execution.status,
-                    &execution.created_at_ms,
-                    &execution.updated_at_ms,
-                    &execution.body,
-                    &owner,
-                    &(lease_until_ms as i64),
-                ],
-            )
-            .await
-            .map_err(pg_error)?;
-        if inserted == 0 {
-            return Err(StoreError::Exists(execution.id.clone()));
-        }
-        Ok(1)
-    }
-
-    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
-        self.save_returning_created(execution, fence).await?;
-        Ok(())
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+        Ok(self
+            .write_committed(&batch)
+            .await?
+            .into_iter()
+            .map(|outcome| outcome.map(|(fence, _)| fence))
+            .collect())
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
@@ -330,6 +510,7 @@ impl ExecutionStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::LeaseStore;
     use crate::store::testing::{self, SchemaGuard};
 
     pub(super) struct Fixture {
@@ -357,6 +538,44 @@ mod tests {
     async fn component_state() {
         let fixture = fresh().await;
         crate::store::conformance::component_state(&fixture.store).await;
+    }
+
+    /// Two processes recovering at once: `SKIP LOCKED` splits the expired leases between
+    /// them, and none is handed to both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_bulk_claims_at_once_split_the_expired_leases() {
+        let (config, _guard) = testing::postgres();
+        let first = PostgresStore::open(&config).await.unwrap();
+        let second = PostgresStore::open(&config).await.unwrap();
+        let batch = (0..300)
+            .map(|i| Write::Create {
+                execution: crate::store::conformance::execution(
+                    &format!("e{i:03}"),
+                    "wf",
+                    "running",
+                    1,
+                ),
+                owner: "dead".into(),
+                lease_until_ms: 10 + i,
+            })
+            .collect();
+        assert!(first.write(batch).await.unwrap().iter().all(Result::is_ok));
+
+        let (a, b) = tokio::join!(
+            first.claim_expired("a", 1_000, 9_000, 200),
+            second.claim_expired("b", 1_000, 9_000, 200),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let mut all: Vec<&str> = a.iter().chain(&b).map(|(id, _)| id.as_str()).collect();
+        assert_eq!(all.len(), 300, "a took {}, b took {}", a.len(), b.len());
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 300);
+        assert!(a.iter().chain(&b).all(|(_, fence)| *fence == 2));
+        assert!(
+            a.windows(2).all(|w| w[0].0 < w[1].0),
+            "soonest-expired first"
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 //!
 //! One multiplexed connection (redis' `ConnectionManager`, which reconnects by itself)
 //! carries every request of the process; conditional writes are Lua scripts (see
-//! [`scripts`]), so each is one atomic round trip.
+//! [`scripts`]), each atomic, and a batch of them goes out as one pipeline.
 
 mod kv;
 mod scripts;
@@ -19,10 +19,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Client};
+use ::redis::{AsyncCommands, Client, ScriptInvocation, ServerErrorKind, Value};
 use async_trait::async_trait;
 
-use super::{ExecutionStore, Fence, ListFilter, RedisConfig, StoreError, StoredExecution};
+use super::{
+    ExecutionStore, Fence, ListFilter, RedisConfig, StoreError, StoredExecution, Write,
+    WriteOutcomes,
+};
 
 mod leases;
 
@@ -109,14 +112,57 @@ impl RedisStore {
     }
 
     /// Writes a record committed elsewhere (PostgreSQL) into Redis; true if it was written.
+    #[cfg(test)]
     pub(crate) async fn put(
         &self,
         execution: &StoredExecution,
         fence: Fence,
         mode: Put,
     ) -> Result<bool, StoreError> {
-        let written: i64 = scripts::PUT
-            .key(self.record_key(&execution.id))
+        let written: i64 = self
+            .put_invocation(execution, fence, mode)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)?;
+        Ok(written == 1)
+    }
+
+    /// [`put`](Self::put) for many records in one pipeline; whether each was written.
+    pub(crate) async fn put_all(
+        &self,
+        copies: &[(&StoredExecution, Fence)],
+        mode: Put,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut pipe = ::redis::pipe();
+        for (execution, fence) in copies {
+            pipe.invoke_script(&self.put_invocation(execution, *fence, mode));
+        }
+        let written: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
+            // Writing a copy again is harmless (the same fence), so after loading the script
+            // the whole pipeline can simply be sent again.
+            Err(error) if error.kind() == ::redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
+                scripts::PUT
+                    .prepare_invoke()
+                    .load_async(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error)?;
+                pipe.query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error)?
+            }
+            written => written.map_err(redis_error)?,
+        };
+        Ok(written.into_iter().map(|w| w == 1).collect())
+    }
+
+    fn put_invocation(
+        &self,
+        execution: &StoredExecution,
+        fence: Fence,
+        mode: Put,
+    ) -> ScriptInvocation<'static> {
+        let mut call = scripts::PUT.prepare_invoke();
+        call.key(self.record_key(&execution.id))
             .arg(&execution.workflow_id)
             .arg(&execution.status)
             .arg(execution.created_at_ms)
@@ -127,11 +173,8 @@ impl RedisStore {
             .arg(match mode {
                 Put::Newer => "newer",
                 Put::IfAbsent => "absent",
-            })
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error)?;
-        Ok(written == 1)
+            });
+        call
     }
 
     async fn records(&self, ids: &[String]) -> Result<Vec<Option<StoredExecution>>, StoreError> {
@@ -197,6 +240,75 @@ fn parse_record(
     }))
 }
 
+impl RedisStore {
+    /// The script call that carries out `write`.
+    fn invocation(&self, write: &Write) -> ScriptInvocation<'static> {
+        match write {
+            Write::Create {
+                execution,
+                owner,
+                lease_until_ms,
+            } => {
+                let mut call = scripts::CREATE.prepare_invoke();
+                call.key(self.record_key(&execution.id))
+                    .key(self.index_key())
+                    .key(self.leases_key())
+                    .arg(&execution.id)
+                    .arg(&execution.workflow_id)
+                    .arg(&execution.status)
+                    .arg(execution.created_at_ms)
+                    .arg(execution.updated_at_ms)
+                    .arg(&execution.body)
+                    .arg(owner)
+                    .arg(lease_until_ms)
+                    .arg(self.ttl_ms)
+                    .arg(self.record_key(""));
+                call
+            }
+            Write::Save {
+                execution,
+                fence,
+                release,
+            } => {
+                let mut call = scripts::SAVE.prepare_invoke();
+                call.key(self.record_key(&execution.id))
+                    .key(self.leases_key())
+                    .arg(fence)
+                    .arg(&execution.workflow_id)
+                    .arg(&execution.status)
+                    .arg(execution.updated_at_ms)
+                    .arg(&execution.body)
+                    .arg(self.ttl_ms)
+                    .arg(&execution.id)
+                    .arg(if *release { "1" } else { "" });
+                call
+            }
+        }
+    }
+}
+
+/// What the script call for `write` answered.
+fn outcome(write: &Write, reply: Value) -> Result<Fence, StoreError> {
+    if let Value::ServerError(error) = reply {
+        return Err(StoreError::backend(BACKEND, error));
+    }
+    match write {
+        Write::Create { execution, .. } => {
+            match ::redis::from_redis_value::<i64>(reply).map_err(|e| redis_error(e.into()))? {
+                0 => Err(StoreError::Exists(execution.id.clone())),
+                _ => Ok(1),
+            }
+        }
+        Write::Save {
+            execution, fence, ..
+        } => {
+            let reply: String =
+                ::redis::from_redis_value(reply).map_err(|e| redis_error(e.into()))?;
+            fenced_outcome(&reply, &execution.id, *fence).map(|()| *fence)
+        }
+    }
+}
+
 /// Maps a script's `ok` / `missing` / `fenced` reply.
 fn fenced_outcome(reply: &str, id: &str, fence: Fence) -> Result<(), StoreError> {
     match reply {
@@ -215,48 +327,66 @@ fn fenced_outcome(reply: &str, id: &str, fence: Fence) -> Result<(), StoreError>
 
 #[async_trait]
 impl ExecutionStore for RedisStore {
-    async fn create(
-        &self,
-        execution: &StoredExecution,
-        owner: &str,
-        lease_until_ms: u64,
-    ) -> Result<Fence, StoreError> {
-        let created: i64 = scripts::CREATE
-            .key(self.record_key(&execution.id))
-            .key(self.index_key())
-            .key(self.leases_key())
-            .arg(&execution.id)
-            .arg(&execution.workflow_id)
-            .arg(&execution.status)
-            .arg(execution.created_at_ms)
-            .arg(execution.updated_at_ms)
-            .arg(&execution.body)
-            .arg(owner)
-            .arg(lease_until_ms)
-            .arg(self.ttl_ms)
-            .arg(self.record_key(""))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error)?;
-        if created == 0 {
-            return Err(StoreError::Exists(execution.id.clone()));
+    /// One pipeline of script calls: one round trip for the batch. Redis has no rollback,
+    /// so a write whose script fails on the server (out of memory, say) fails alone, as a
+    /// backend error, and a lost connection leaves unknown which writes were applied.
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+        let mut outcomes: Vec<Option<Result<Fence, StoreError>>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut loaded = false;
+        while !pending.is_empty() {
+            let mut pipe = ::redis::pipe();
+            // Per-command replies, so one write's error does not hide the others' outcomes.
+            pipe.ignore_errors();
+            for &index in &pending {
+                pipe.invoke_script(&self.invocation(&batch[index]));
+            }
+            let replies: Vec<Value> = match pipe.query_async(&mut self.conn.clone()).await {
+                Ok(replies) => replies,
+                // Nothing of a first attempt is known to have been applied, but a retry
+                // follows writes that were.
+                Err(error) if !loaded => return Err(redis_error(error)),
+                Err(error) => {
+                    for index in pending.drain(..) {
+                        outcomes[index] = Some(Err(redis_error(error.clone())));
+                    }
+                    break;
+                }
+            };
+            let mut unknown_script = Vec::new();
+            for (index, reply) in pending.drain(..).zip(replies) {
+                match reply {
+                    // The server lost its script cache (a restart, SCRIPT FLUSH): the write
+                    // did not run, so it is safe to send again once the scripts are loaded.
+                    Value::ServerError(error)
+                        if !loaded && error.kind() == Some(ServerErrorKind::NoScript) =>
+                    {
+                        unknown_script.push(index);
+                    }
+                    reply => outcomes[index] = Some(outcome(&batch[index], reply)),
+                }
+            }
+            if !unknown_script.is_empty() {
+                let _: () = ::redis::pipe()
+                    .load_script(&scripts::CREATE)
+                    .ignore()
+                    .load_script(&scripts::SAVE)
+                    .ignore()
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error)?;
+                loaded = true;
+                pending = unknown_script;
+            }
         }
-        Ok(1)
-    }
-
-    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
-        let reply: String = scripts::SAVE
-            .key(self.record_key(&execution.id))
-            .arg(fence)
-            .arg(&execution.workflow_id)
-            .arg(&execution.status)
-            .arg(execution.updated_at_ms)
-            .arg(&execution.body)
-            .arg(self.ttl_ms)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error)?;
-        fenced_outcome(&reply, &execution.id, fence)
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .unwrap_or_else(|| Err(StoreError::backend(BACKEND, "no reply for this write")))
+            })
+            .collect())
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

@@ -15,12 +15,12 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
-use super::{ExecutionStore, Fence, ListFilter, StoreError, StoredExecution};
+use super::{ExecutionStore, Fence, ListFilter, StoreError, StoredExecution, Write, WriteOutcomes};
 
 mod kv;
 mod leases;
 
-use leases::fenced;
+use leases::unchanged;
 
 const BACKEND: &str = "sqlite";
 
@@ -180,20 +180,19 @@ fn row_to_execution(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredExecution
     })
 }
 
-#[async_trait]
-impl ExecutionStore for SqliteStore {
-    async fn create(
-        &self,
-        execution: &StoredExecution,
-        owner: &str,
-        lease_until_ms: u64,
-    ) -> Result<Fence, StoreError> {
-        let execution = execution.clone();
-        let owner = owner.to_owned();
-        let id = execution.id.clone();
-        let inserted = self
-            .with_conn(move |conn| {
-                conn.prepare_cached(
+/// One write of a batch, inside the batch's transaction.
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    write: &Write,
+) -> rusqlite::Result<Result<Fence, StoreError>> {
+    match write {
+        Write::Create {
+            execution,
+            owner,
+            lease_until_ms,
+        } => {
+            let inserted = tx
+                .prepare_cached(
                     "INSERT INTO executions (id, workflow_id, status, created_at_ms,
                          updated_at_ms, body, owner, fence, lease_until_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
@@ -207,30 +206,63 @@ impl ExecutionStore for SqliteStore {
                     execution.updated_at_ms,
                     execution.body,
                     owner,
-                    lease_until_ms as i64,
-                ])
+                    *lease_until_ms as i64,
+                ])?;
+            Ok(if inserted == 0 {
+                Err(StoreError::Exists(execution.id.clone()))
+            } else {
+                Ok(1)
             })
-            .await?;
-        if inserted == 0 {
-            return Err(StoreError::Exists(id));
         }
-        Ok(1)
-    }
-
-    async fn save(&self, execution: &StoredExecution, fence: Fence) -> Result<(), StoreError> {
-        fenced(
-            self,
-            &execution.id,
+        Write::Save {
+            execution,
             fence,
-            "UPDATE executions SET workflow_id = ?3, status = ?4, updated_at_ms = ?5, body = ?6
-             WHERE id = ?1 AND fence = ?2",
-            vec![
-                Value::Text(execution.workflow_id.clone()),
-                Value::Text(execution.status.clone()),
-                Value::Integer(execution.updated_at_ms),
-                Value::Blob(execution.body.clone()),
-            ],
-        )
+            release,
+        } => {
+            let sql = if *release {
+                "UPDATE executions SET workflow_id = ?3, status = ?4, updated_at_ms = ?5,
+                     body = ?6, owner = NULL, lease_until_ms = 0
+                 WHERE id = ?1 AND fence = ?2"
+            } else {
+                "UPDATE executions SET workflow_id = ?3, status = ?4, updated_at_ms = ?5,
+                     body = ?6
+                 WHERE id = ?1 AND fence = ?2"
+            };
+            let changed = tx.prepare_cached(sql)?.execute(params![
+                execution.id,
+                *fence as i64,
+                execution.workflow_id,
+                execution.status,
+                execution.updated_at_ms,
+                execution.body,
+            ])?;
+            Ok(if changed == 0 {
+                Err(unchanged(tx, &execution.id, *fence)?)
+            } else {
+                Ok(*fence)
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for SqliteStore {
+    /// One IMMEDIATE transaction, so the batch costs one commit and one sync however many
+    /// executions it carries. A statement that fails outright (disk full, I/O error) rolls
+    /// the whole batch back.
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let outcomes = batch
+                .iter()
+                .map(|write| apply(&tx, write))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(outcomes)
+        })
         .await
     }
 

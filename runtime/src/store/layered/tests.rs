@@ -220,3 +220,42 @@ async fn with_redis_down_everything_still_goes_to_postgresql() {
         "a down Redis is skipped, not retried on every call"
     );
 }
+
+#[tokio::test]
+async fn a_bulk_claim_replaces_stale_copies_in_redis() {
+    let f = fresh().await;
+    let (postgres, redis) = f.store.parts();
+    for id in ["e1", "e2"] {
+        let first = f
+            .store
+            .create(&step(id, "running", 0), "dead", 10)
+            .await
+            .unwrap();
+        // Committed to PostgreSQL but not copied to Redis (as when Redis was down).
+        postgres.save(&step(id, "running", 5), first).await.unwrap();
+    }
+    assert_eq!(
+        redis.load("e1").await.unwrap(),
+        Some(step("e1", "running", 0))
+    );
+
+    let other = f.other_process().await;
+    let claimed = other.claim_expired("b", 50, 100, 10).await.unwrap();
+    assert_eq!(claimed, [("e1".to_string(), 2), ("e2".to_string(), 2)]);
+    for id in ["e1", "e2"] {
+        assert_eq!(redis.load(id).await.unwrap(), Some(step(id, "running", 5)));
+        // A late write from the owner that lost the lease cannot put the old copy back.
+        assert!(
+            !redis
+                .put(&step(id, "running", 6), 1, Put::Newer)
+                .await
+                .unwrap()
+        );
+    }
+    other.finish(&step("e1", "completed", 7), 2).await.unwrap();
+    assert_eq!(
+        f.store.load("e1").await.unwrap(),
+        Some(step("e1", "completed", 7))
+    );
+    assert_eq!(f.store.lease("e1").await.unwrap(), None);
+}

@@ -1,4 +1,6 @@
-//! [`LeaseStore`] on PostgreSQL: each operation is one conditional `UPDATE`.
+//! [`LeaseStore`] on PostgreSQL: each operation is one conditional `UPDATE` (a bulk claim
+//! picks its rows with `FOR UPDATE SKIP LOCKED` first; see
+//! [`PostgresStore::claim_expired_rows`]).
 //!
 //! Under READ COMMITTED, PostgreSQL re-checks an `UPDATE`'s `WHERE` clause against the newest
 //! version of a row it had to wait for, so two claims racing for one expired lease serialize
@@ -118,5 +120,24 @@ impl LeaseStore for PostgresStore {
             leases.extend(lease_of(id, row)?);
         }
         Ok(leases)
+    }
+
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError> {
+        let rows = self
+            .claim_expired_rows("id, fence", owner, now_ms, until_ms, limit)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(pg_error)?;
+                let fence: i64 = row.try_get(1).map_err(pg_error)?;
+                Ok((id, fence as Fence))
+            })
+            .collect()
     }
 }

@@ -1,5 +1,6 @@
 //! [`LeaseStore`] on Redis: the lease lives in the record's hash, so checking the fence and
-//! writing the record are one script; a sorted set by expiry answers `list_expired`.
+//! writing the record are one script; a sorted set by expiry answers `list_expired` and
+//! `claim_expired`.
 
 use async_trait::async_trait;
 
@@ -129,5 +130,29 @@ impl LeaseStore for RedisStore {
             }
         }
         Ok(leases)
+    }
+
+    /// One script over the expiry set, so the whole claim is atomic like a single one.
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        scripts::CLAIM_EXPIRED
+            .key(self.leases_key())
+            .arg(owner)
+            .arg(now_ms)
+            .arg(until_ms)
+            .arg(limit)
+            .arg(self.ttl_ms)
+            .arg(self.record_key(""))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(redis_error)
     }
 }

@@ -39,7 +39,8 @@ return 1
     )
 });
 
-/// KEYS: record. ARGV: fence, workflow_id, status, updated_at_ms, body, ttl_ms.
+/// KEYS: record, leases. ARGV: fence, workflow_id, status, updated_at_ms, body, ttl_ms, id,
+/// release (`1` to also give the lease up, as [`RELEASE`] does, or empty).
 /// Returns `ok`, `missing` or `fenced`.
 pub(super) static SAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -50,6 +51,11 @@ if tonumber(fence) ~= tonumber(ARGV[1]) then return 'fenced' end
 redis.call('HSET', KEYS[1], 'workflow_id', ARGV[2], 'status', ARGV[3],
   'updated_at_ms', ARGV[4], 'body', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
+if ARGV[8] == '1' then
+  redis.call('HDEL', KEYS[1], 'owner')
+  redis.call('HSET', KEYS[1], 'lease_until_ms', 0)
+  redis.call('ZREM', KEYS[2], ARGV[7])
+end
 return 'ok'
 ",
     )
@@ -103,6 +109,49 @@ redis.call('HDEL', KEYS[1], 'owner')
 redis.call('HSET', KEYS[1], 'lease_until_ms', 0)
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 'ok'
+",
+    )
+});
+
+/// KEYS: leases. ARGV: owner, now_ms, until_ms, limit, ttl_ms, record key prefix. Claims, as
+/// [`CLAIM`] does for one, up to `limit` leases that expired before `now_ms`, soonest-expired
+/// first; returns `{id, fence}` pairs.
+///
+/// The expiry set is read in pages first and only changed afterwards, so the offsets stay
+/// valid while paging. Its scores can be older than the hashes (trimmed lazily), so every
+/// candidate is checked against its hash; ids whose hash expired or was released leave the
+/// set on the way, as in `list_expired`.
+pub(super) static CLAIM_EXPIRED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local now, limit = tonumber(ARGV[2]), tonumber(ARGV[4])
+local page = 200
+local picked, gone = {}, {}
+local offset = 0
+while #picked < limit do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', offset, page)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    local v = redis.call('HMGET', ARGV[6] .. id, 'owner', 'fence', 'lease_until_ms')
+    if not v[1] or not v[2] then
+      table.insert(gone, id)
+    elseif tonumber(v[3]) < now and #picked < limit then
+      table.insert(picked, {id, tonumber(v[2])})
+    end
+  end
+  offset = offset + page
+end
+for _, id in ipairs(gone) do redis.call('ZREM', KEYS[1], id) end
+local claimed = {}
+for _, p in ipairs(picked) do
+  local key = ARGV[6] .. p[1]
+  local fence = p[2] + 1
+  redis.call('HSET', key, 'owner', ARGV[1], 'fence', fence, 'lease_until_ms', ARGV[3])
+  redis.call('PEXPIRE', key, ARGV[5])
+  redis.call('ZADD', KEYS[1], ARGV[3], p[1])
+  table.insert(claimed, {p[1], fence})
+end
+return claimed
 ",
     )
 });

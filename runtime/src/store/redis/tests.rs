@@ -126,3 +126,53 @@ async fn an_unreachable_server_is_a_clear_error() {
     );
     assert!(!err.contains("secret"), "{err}");
 }
+
+/// After a Redis restart the server has forgotten the scripts; a batch loads them again and
+/// runs each write exactly once.
+#[tokio::test]
+async fn a_batch_survives_the_script_cache_being_flushed() {
+    let store = fresh().await;
+    let fence = store
+        .store
+        .create(&execution("a", "wf", "running", 1), "o", 10)
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut store.store.conn.clone())
+        .await
+        .unwrap();
+    let outcomes = store
+        .store
+        .write(vec![
+            Write::Create {
+                execution: execution("b", "wf", "running", 2),
+                owner: "o".into(),
+                lease_until_ms: 10,
+            },
+            Write::Save {
+                execution: execution("a", "wf", "completed", 1),
+                fence,
+                release: true,
+            },
+            Write::Create {
+                execution: execution("a", "wf", "running", 3),
+                owner: "o".into(),
+                lease_until_ms: 10,
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[0], Ok(1)), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Ok(1)), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[2], Err(StoreError::Exists(_))),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        store.store.load("a").await.unwrap().unwrap().status,
+        "completed"
+    );
+    assert_eq!(store.store.lease("a").await.unwrap(), None);
+    assert!(store.store.load("b").await.unwrap().is_some());
+}

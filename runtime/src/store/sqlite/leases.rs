@@ -1,9 +1,12 @@
-//! [`LeaseStore`] on SQLite: each operation is one conditional `UPDATE`, which SQLite runs
-//! under its database write lock, so it is atomic across connections and processes.
+//! [`LeaseStore`] on SQLite: each operation is one conditional `UPDATE` (or, for a bulk
+//! claim, one transaction), which SQLite runs under its database write lock, so it is atomic
+//! across connections and processes.
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
 use super::SqliteStore;
 use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError};
@@ -21,7 +24,7 @@ fn lease_of(id: String, row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Leas
 }
 
 /// Why a fenced statement changed no row: the id is unknown, or the fence is stale.
-fn unchanged(conn: &Connection, id: &str, fence: Fence) -> rusqlite::Result<StoreError> {
+pub(super) fn unchanged(conn: &Connection, id: &str, fence: Fence) -> rusqlite::Result<StoreError> {
     let exists = conn
         .prepare_cached("SELECT 1 FROM executions WHERE id = ?1")?
         .exists([id])?;
@@ -36,7 +39,7 @@ fn unchanged(conn: &Connection, id: &str, fence: Fence) -> rusqlite::Result<Stor
 }
 
 /// Runs a statement guarded by `WHERE id = ?1 AND fence = ?2`; no row changed is an error.
-pub(super) async fn fenced(
+async fn fenced(
     store: &SqliteStore,
     id: &str,
     fence: Fence,
@@ -136,6 +139,51 @@ impl LeaseStore for SqliteStore {
                 lease_of(row.get(3)?, row)
             })?;
             rows.filter_map(Result::transpose).collect()
+        })
+        .await
+    }
+
+    /// The candidates are picked and updated by one statement under the write lock, so no
+    /// other connection can claim one in between. `RETURNING` comes back in no particular
+    /// order and cannot show the old expiry, so the same selection, read first in the same
+    /// transaction, gives the order.
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError> {
+        const EXPIRED: &str = "SELECT id FROM executions
+             WHERE owner IS NOT NULL AND lease_until_ms < ?1
+             ORDER BY lease_until_ms, id LIMIT ?2";
+        let owner = owner.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (now, until) = (now_ms as i64, until_ms as i64);
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let order: Vec<String> = tx
+                .prepare_cached(EXPIRED)?
+                .query_map(params![now, limit], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut fences: HashMap<String, i64> = tx
+                .prepare_cached(&format!(
+                    "UPDATE executions SET owner = ?3, fence = fence + 1, lease_until_ms = ?4
+                     WHERE id IN ({EXPIRED})
+                     RETURNING id, fence"
+                ))?
+                .query_map(params![now, limit, owner, until], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            tx.commit()?;
+            Ok(order
+                .into_iter()
+                .filter_map(|id| {
+                    let fence = fences.remove(&id)?;
+                    Some((id, fence as Fence))
+                })
+                .collect())
         })
         .await
     }

@@ -1,0 +1,255 @@
+//! Group commit: the writes of many executions, gathered into one batch for the backend.
+//!
+//! A durable write costs one commit (an fsync, a round trip to the database) whether it
+//! carries one record or hundreds, so one commit per write caps a store at a few hundred or a
+//! few thousand writes a second, however many executions run at once. [`GroupCommit`] sits
+//! in front of a store and hands every write to one writer task. While a batch is being
+//! committed, the writes that arrive queue up; as soon as there is room, the writer sends all
+//! of them down as the next batch ([`ExecutionStore::write`]) and answers each caller with its
+//! own outcome. A lone write waits for nobody: with nothing in flight it goes out at once.
+//!
+//! Order per execution is kept: two writes to one execution never share a batch, and the
+//! second waits until the batch carrying the first has committed, even when several batches
+//! are in flight. Everything but writes goes straight to the inner store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::{
+    Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, StoreError, StoredExecution,
+    Write, WriteOutcomes,
+};
+
+/// The most writes one batch carries. Bounds the size of a transaction (the locks it holds,
+/// the arrays of a PostgreSQL statement, a Redis pipeline) and so how long its first caller
+/// waits behind the others; larger batches gain little once the commit is amortized.
+const MAX_BATCH: usize = 512;
+
+/// How errors of the wrapper itself name their source.
+const BACKEND: &str = "state store writer";
+
+/// One caller's write, waiting for a batch.
+struct Pending {
+    write: Write,
+    reply: oneshot::Sender<Result<Fence, StoreError>>,
+}
+
+/// An [`ExecutionStore`] that commits concurrent writes together; see the module docs.
+pub struct GroupCommit {
+    inner: Arc<dyn ExecutionStore>,
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer task for `inner` (so this must run inside a tokio runtime), allowing
+    /// up to `in_flight` batches to be committing at once: 1 for a store with a single
+    /// connection (SQLite), a few for one with a pool, so that a batch is being gathered
+    /// while another waits for its commit.
+    pub fn new(inner: Arc<dyn ExecutionStore>, in_flight: usize) -> Self {
+        let (queue, requests) = mpsc::unbounded_channel();
+        tokio::spawn(writer(Arc::clone(&inner), requests, in_flight.max(1)));
+        GroupCommit { inner, queue }
+    }
+}
+
+/// The writer task: gathers queued writes into batches and starts their commits. It ends
+/// once every [`GroupCommit`] handle is gone and the last batch has been answered.
+async fn writer(
+    inner: Arc<dyn ExecutionStore>,
+    mut requests: mpsc::UnboundedReceiver<Pending>,
+    max_in_flight: usize,
+) {
+    let mut in_flight = JoinSet::new();
+    // The executions each batch in flight writes, to keep a later write to one of them out
+    // of the next batch until that batch has committed.
+    let mut batch_ids: HashMap<tokio::task::Id, Vec<String>> = HashMap::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    // Received but not sent yet: the head of the queue.
+    let mut next: Option<Pending> = None;
+    let mut open = true;
+    loop {
+        while in_flight.len() < max_in_flight {
+            if next.is_none() {
+                match requests.try_recv() {
+                    Ok(pending) => next = Some(pending),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let Some(first) = next.take_if(|p| !busy.contains(p.write.id())) else {
+                break;
+            };
+            let mut ids = vec![first.write.id().to_owned()];
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(pending) => {
+                        let id = pending.write.id();
+                        if busy.contains(id) || ids.iter().any(|i| i == id) {
+                            next = Some(pending);
+                            break;
+                        }
+                        ids.push(id.to_owned());
+                        batch.push(pending);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            busy.extend(ids.iter().cloned());
+            let task = in_flight.spawn(commit(Arc::clone(&inner), batch));
+            batch_ids.insert(task.id(), ids);
+        }
+        if !open && next.is_none() && in_flight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                // A batch that panicked has dropped its callers' reply channels, which tells
+                // them; its executions are free again either way.
+                let task = match done {
+                    Some(Ok((task, ()))) => task,
+                    Some(Err(error)) => error.id(),
+                    None => continue,
+                };
+                for id in batch_ids.remove(&task).unwrap_or_default() {
+                    busy.remove(&id);
+                }
+            }
+            received = requests.recv(), if open && next.is_none() && in_flight.len() < max_in_flight => {
+                match received {
+                    Some(pending) => next = Some(pending),
+                    None => open = false,
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+/// Commits one batch and answers its callers.
+async fn commit(inner: Arc<dyn ExecutionStore>, batch: Vec<Pending>) {
+    let (writes, replies): (Vec<Write>, Vec<_>) =
+        batch.into_iter().map(|p| (p.write, p.reply)).unzip();
+    let count = writes.len();
+    let failure = match inner.write(writes).await {
+        Ok(outcomes) if outcomes.len() == count => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                // A caller that stopped waiting does not need its answer.
+                let _ = reply.send(outcome);
+            }
+            return;
+        }
+        Ok(outcomes) => (
+            BACKEND,
+            format!(
+                "the store answered {} outcomes for a batch of {count} writes",
+                outcomes.len()
+            ),
+        ),
+        Err(StoreError::Backend { backend, message }) => (backend, message),
+        Err(other) => (BACKEND, other.to_string()),
+    };
+    let (backend, message) = failure;
+    for reply in replies {
+        let _ = reply.send(Err(StoreError::Backend {
+            backend,
+            message: message.clone(),
+        }));
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for GroupCommit {
+    /// Queues each write for the writer task. A caller's own batch may be split across
+    /// batches of the inner store, so a failure of one of those comes back as the outcome
+    /// of each of its writes rather than as an error for the whole call.
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+        let mut replies = Vec::with_capacity(batch.len());
+        for write in batch {
+            let (reply, outcome) = oneshot::channel();
+            self.queue.send(Pending { write, reply }).map_err(|_| {
+                StoreError::backend(
+                    BACKEND,
+                    "the writer task has stopped (its tokio runtime shut down); nothing was \
+                     written",
+                )
+            })?;
+            replies.push(outcome);
+        }
+        let mut outcomes = Vec::with_capacity(replies.len());
+        for outcome in replies {
+            outcomes.push(outcome.await.map_err(|_| {
+                StoreError::backend(
+                    BACKEND,
+                    "the write was lost: the batch carrying it panicked or its runtime shut \
+                     down, so whether it committed is unknown",
+                )
+            })?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
+        self.inner.load(id).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
+        self.inner.list(filter).await
+    }
+}
+
+#[async_trait]
+impl LeaseStore for GroupCommit {
+    async fn lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
+        self.inner.lease(id).await
+    }
+
+    async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<Option<Fence>, StoreError> {
+        self.inner.claim(id, claim).await
+    }
+
+    async fn renew(&self, id: &str, fence: Fence, lease_until_ms: u64) -> Result<(), StoreError> {
+        self.inner.renew(id, fence, lease_until_ms).await
+    }
+
+    async fn release(&self, id: &str, fence: Fence) -> Result<(), StoreError> {
+        self.inner.release(id, fence).await
+    }
+
+    async fn list_expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError> {
+        self.inner.list_expired(now_ms, limit).await
+    }
+
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, Fence)>, StoreError> {
+        self.inner
+            .claim_expired(owner, now_ms, until_ms, limit)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
