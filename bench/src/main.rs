@@ -75,6 +75,10 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
+/// The allocator the `orca` binary ships with, so library code is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -5,6 +5,7 @@
 //! definition loads, so a syntax error is a load error, and evaluate against a [`Scope`] of
 //! JSON values (`input`, `steps`, each result by name and `stepN`).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use serde_json::Value as Json;
 pub struct Expr {
     source: String,
     program: Arc<cel::Program>,
+    /// The top-level variables it reads, found once at compile time.
+    variables: Arc<[String]>,
 }
 
 impl fmt::Debug for Expr {
@@ -37,9 +40,16 @@ impl Expr {
     pub fn compile(source: &str) -> Result<Expr, String> {
         let program = cel::Program::compile(source.trim())
             .map_err(|errors| describe_syntax_error(source.trim(), &errors.to_string()))?;
+        let variables = program
+            .references()
+            .variables()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         Ok(Expr {
             source: source.trim().to_string(),
             program: Arc::new(program),
+            variables,
         })
     }
 
@@ -48,20 +58,16 @@ impl Expr {
     }
 
     /// The top-level variables the expression reads, so loading can reject unknown names.
-    pub fn variables(&self) -> Vec<String> {
-        self.program
-            .references()
-            .variables()
-            .into_iter()
-            .map(str::to_string)
-            .collect()
+    pub fn variables(&self) -> &[String] {
+        &self.variables
     }
 
-    pub fn eval(&self, scope: &Scope) -> Result<Json, EvalError> {
+    /// Evaluates against `scope`, asking it only for the variables this expression reads.
+    pub fn eval(&self, scope: &dyn Variables) -> Result<Json, EvalError> {
         let mut context = cel::Context::default();
-        for (name, value) in &scope.variables {
-            if self.program.references().has_variable(name) {
-                context.add_variable_from_value(name.clone(), json_to_cel(value));
+        for name in self.variables.iter() {
+            if let Some(value) = scope.variable(name) {
+                context.add_variable_from_value(name.clone(), json_to_cel(&value));
             }
         }
         let value = self
@@ -74,7 +80,7 @@ impl Expr {
     }
 
     /// Evaluates a condition: anything but a boolean is an error, not a truthiness guess.
-    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, EvalError> {
+    pub fn eval_bool(&self, scope: &dyn Variables) -> Result<bool, EvalError> {
         match self.eval(scope)? {
             Json::Bool(b) => Ok(b),
             other => Err(self.error(format!("expected a boolean, got {other}"))),
@@ -114,7 +120,13 @@ fn describe_syntax_error(source: &str, raw: &str) -> String {
     }
 }
 
-/// The variables an expression can read.
+/// Where expressions read their variables, one top-level name at a time: a value is only
+/// built when an expression reads it, and most templates read little or nothing.
+pub trait Variables {
+    fn variable(&self, name: &str) -> Option<Cow<'_, Json>>;
+}
+
+/// Variables held as values (for tests, and anywhere they are already at hand).
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     variables: BTreeMap<String, Json>,
@@ -128,9 +140,11 @@ impl Scope {
     pub fn set(&mut self, name: impl Into<String>, value: Json) {
         self.variables.insert(name.into(), value);
     }
+}
 
-    pub fn get(&self, name: &str) -> Option<&Json> {
-        self.variables.get(name)
+impl Variables for Scope {
+    fn variable(&self, name: &str) -> Option<Cow<'_, Json>> {
+        self.variables.get(name).map(Cow::Borrowed)
     }
 }
 
@@ -234,15 +248,20 @@ impl Template {
     }
 
     /// Renders to a string; `encode` is applied to every computed piece (never to literal text).
-    pub fn render(&self, scope: &Scope, encode: fn(&str) -> String) -> Result<String, EvalError> {
+    pub fn render(
+        &self,
+        scope: &dyn Variables,
+        encode: fn(&str) -> String,
+    ) -> Result<String, EvalError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Expr(e) => out.push_str(&encode(&display(&e.eval(scope)?))),
                 Part::InputField(name) => {
-                    let value = scope
-                        .get("input")
+                    let input = scope.variable("input");
+                    let value = input
+                        .as_deref()
                         .and_then(|input| input.get(name))
                         .ok_or_else(|| EvalError {
                             source_text: format!("{{{name}}}"),
@@ -256,7 +275,7 @@ impl Template {
     }
 
     /// Renders to JSON: a template that is exactly one `${ expr }` keeps the value's type.
-    pub fn render_json(&self, scope: &Scope) -> Result<Json, EvalError> {
+    pub fn render_json(&self, scope: &dyn Variables) -> Result<Json, EvalError> {
         if let [Part::Expr(e)] = self.parts.as_slice() {
             return e.eval(scope);
         }
@@ -365,7 +384,7 @@ impl JsonTemplate {
         }
     }
 
-    pub fn render(&self, scope: &Scope) -> Result<Json, EvalError> {
+    pub fn render(&self, scope: &dyn Variables) -> Result<Json, EvalError> {
         Ok(match self {
             JsonTemplate::Literal(v) => v.clone(),
             JsonTemplate::Text(t) => t.render_json(scope)?,
@@ -404,7 +423,7 @@ mod tests {
         let mut low = scope();
         low.set("step1", json!({"amount": 999}));
         assert!(!e.eval_bool(&low).unwrap());
-        assert_eq!(e.variables(), vec!["step1".to_string()]);
+        assert_eq!(e.variables(), ["step1".to_string()]);
     }
 
     #[test]

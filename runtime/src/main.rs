@@ -281,6 +281,12 @@ impl From<RunError> for Failure {
     }
 }
 
+/// An engine allocates many small, short-lived values per step (records, JSON, requests);
+/// mimalloc serves them several times faster than the system allocator, with less
+/// fragmentation across the threads that free what others allocated.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let tracing = match init_tracing(&cli) {

@@ -18,13 +18,14 @@ pub use lease::LeaseSettings;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::definition::{DefinitionSet, LoadError, Source};
@@ -64,14 +65,80 @@ pub struct ExecutionRecord {
 pub struct WorkflowSource {
     /// The workflow's name among the documents of `sources`.
     pub name: String,
-    /// Shared: every execution of a workflow version carries the same texts.
-    pub sources: Arc<[Source]>,
+    pub sources: Sources,
 }
 
 impl WorkflowSource {
     pub fn compile(&self) -> Result<Plan, LoadError> {
         let set = DefinitionSet::load(self.sources.to_vec())?;
         plan::compile(&set, Some(&self.name))
+    }
+}
+
+/// The texts of a workflow version, shared by every execution of it, with their JSON made
+/// once: every save writes them into the record, and escaping the same YAML again on each
+/// save was the largest single cost of a save.
+#[derive(Clone)]
+pub struct Sources(Arc<SharedSources>);
+
+struct SharedSources {
+    list: Vec<Source>,
+    json: OnceLock<Box<RawValue>>,
+}
+
+impl From<Vec<Source>> for Sources {
+    fn from(list: Vec<Source>) -> Self {
+        Sources(Arc::new(SharedSources {
+            list,
+            json: OnceLock::new(),
+        }))
+    }
+}
+
+impl std::ops::Deref for Sources {
+    type Target = [Source];
+    fn deref(&self) -> &[Source] {
+        &self.0.list
+    }
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.list.fmt(f)
+    }
+}
+
+impl PartialEq for Sources {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.list == other.0.list
+    }
+}
+
+impl Eq for Sources {}
+
+impl std::hash::Hash for Sources {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.list.hash(state);
+    }
+}
+
+impl Serialize for Sources {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = match self.0.json.get() {
+            Some(json) => json,
+            None => {
+                let json = serde_json::value::to_raw_value(&self.0.list)
+                    .map_err(serde::ser::Error::custom)?;
+                self.0.json.get_or_init(|| json)
+            }
+        };
+        json.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Source>::deserialize(deserializer).map(Sources::from)
     }
 }
 
@@ -275,11 +342,12 @@ impl Runner {
 
     async fn create(
         &self,
-        workflow: WorkflowSource,
+        mut workflow: WorkflowSource,
         plan: &Plan,
         input: Json,
         bindings: Bindings,
     ) -> Result<(ExecutionRecord, Vec<Action>, Fence, HeldLease), RunError> {
+        self.plans.share(&mut workflow, plan);
         let id = uuid::Uuid::now_v7().to_string();
         let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
         if let Some(p) = &self.progress {

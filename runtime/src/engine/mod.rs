@@ -384,7 +384,8 @@ impl Execution {
         match &node.condition {
             None => self.perform(plan, i, senders, now_ms, actions),
             Some(Condition::Expression(condition)) => {
-                match condition.eval_bool(&self.scope(plan)) {
+                let verdict = condition.eval_bool(&self.scope(plan));
+                match verdict {
                     Ok(true) => self.perform(plan, i, senders, now_ms, actions),
                     Ok(false) => self.skip(plan, i, now_ms),
                     Err(e) => self.fail_step(i, format!("condition: {e}"), now_ms),

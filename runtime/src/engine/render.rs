@@ -1,10 +1,12 @@
 //! Turning templates into concrete requests and outputs, from an execution's data.
 
+use std::borrow::Cow;
+
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value as Json, json};
 
 use crate::component::{ComponentRequest, Export, Phase};
-use crate::expr::{Scope, is_cel_identifier};
+use crate::expr::{Variables, is_cel_identifier};
 use crate::invoke::{HttpRequest, Request};
 use crate::plan::{Call, ComponentCall, HttpCall, NodeId, Plan};
 
@@ -22,19 +24,59 @@ fn encode(text: &str) -> String {
     utf8_percent_encode(text, COMPONENT).to_string()
 }
 
-impl Execution {
-    /// The variables expressions see: `input`, `execution`, `steps.<name>` (status, headers,
-    /// body), and each step's result by name and, for numbered steps, as `stepN`.
-    pub(crate) fn scope(&self, plan: &Plan) -> Scope {
-        let mut scope = Scope::new();
-        scope.set("input", self.input.clone());
-        scope.set(
-            "execution",
-            json!({"id": self.id, "workflow": self.workflow_id}),
-        );
-        scope.set("services", json!(self.services));
+/// The variables expressions see: `input`, `execution`, `services`, `steps.<name>` (state,
+/// status, headers, body), and each step's result by name and, for numbered steps, as
+/// `stepN`. Each is built only when an expression reads it.
+pub(crate) struct ExecutionScope<'a> {
+    execution: &'a Execution,
+    plan: &'a Plan,
+}
+
+impl Variables for ExecutionScope<'_> {
+    fn variable(&self, name: &str) -> Option<Cow<'_, Json>> {
+        let execution = self.execution;
+        match name {
+            "steps" => return Some(Cow::Owned(self.steps())),
+            // Loading rejects step names that shadow these.
+            "input" => return Some(Cow::Borrowed(&execution.input)),
+            "execution" => {
+                return Some(Cow::Owned(
+                    json!({"id": execution.id, "workflow": execution.workflow_id}),
+                ));
+            }
+            "services" => return Some(Cow::Owned(json!(execution.services))),
+            _ => {}
+        }
+        // `step7`, but not `step07`.
+        let step_number = name.strip_prefix("step").and_then(|digits| {
+            digits
+                .parse::<u32>()
+                .ok()
+                .filter(|n| n.to_string() == digits)
+        });
+        // Should a name and a number point at different steps, the later step wins.
+        let (_, run) = self
+            .plan
+            .nodes
+            .iter()
+            .zip(&execution.steps)
+            .rev()
+            .filter(|(node, _)| !node.internal)
+            .find(|(node, _)| {
+                (node.name == name && is_cel_identifier(name))
+                    || (step_number.is_some() && node.step_number == step_number)
+            })?;
+        Some(match (&run.status, &run.result) {
+            (StepStatus::Completed, Some(result)) => Cow::Borrowed(result),
+            _ => Cow::Owned(Json::Null),
+        })
+    }
+}
+
+impl ExecutionScope<'_> {
+    fn steps(&self) -> Json {
         let mut steps = Map::new();
-        for (node, run) in plan.nodes.iter().zip(&self.steps) {
+        for (node, run) in self.plan.nodes.iter().zip(&self.execution.steps) {
             if node.internal {
                 continue;
             }
@@ -48,17 +90,19 @@ impl Execution {
                 entry.insert("status".into(), json!(response.status));
                 entry.insert("headers".into(), json!(response.headers));
             }
-            entry.insert("body".into(), result.clone());
+            entry.insert("body".into(), result);
             steps.insert(node.name.clone(), Json::Object(entry));
-            if is_cel_identifier(&node.name) {
-                scope.set(node.name.clone(), result.clone());
-            }
-            if let Some(n) = node.step_number {
-                scope.set(format!("step{n}"), result);
-            }
         }
-        scope.set("steps", Json::Object(steps));
-        scope
+        Json::Object(steps)
+    }
+}
+
+impl Execution {
+    pub(crate) fn scope<'a>(&'a self, plan: &'a Plan) -> ExecutionScope<'a> {
+        ExecutionScope {
+            execution: self,
+            plan,
+        }
     }
 
     /// Renders a step's call. The idempotency key is the same for every attempt of this visit.

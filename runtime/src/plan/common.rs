@@ -38,8 +38,8 @@ fn check_variables(
     known: &BTreeSet<String>,
 ) -> Result<(), LoadError> {
     for variable in expr.variables() {
-        if !known.contains(&variable) {
-            let hint = match closest(&variable, known.iter().map(String::as_str)) {
+        if !known.contains(variable) {
+            let hint = match closest(variable, known.iter().map(String::as_str)) {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!(
                     "an expression can read: {}",

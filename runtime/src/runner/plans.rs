@@ -39,6 +39,20 @@ impl Plans {
         Ok(plan)
     }
 
+    /// Makes a new execution of `workflow` share the cached copy of its texts, adding
+    /// `plan` to the cache if this version is new.
+    pub(super) fn share(&self, workflow: &mut WorkflowSource, plan: &Plan) {
+        let mut compiled = self.lock();
+        if let Some((known, _)) = compiled.get_key_value(workflow) {
+            workflow.sources = known.sources.clone();
+            return;
+        }
+        if compiled.len() >= CAPACITY {
+            compiled.clear();
+        }
+        compiled.insert(workflow.clone(), Arc::new(plan.clone()));
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkflowSource, Arc<Plan>>> {
         // Entries are inserted whole; a panic elsewhere cannot leave one half-written.
         self.compiled.lock().unwrap_or_else(PoisonError::into_inner)

@@ -316,3 +316,24 @@ async fn expired_executions_are_taken_over_in_one_claim() {
         "other-host/1/abc"
     );
 }
+
+#[test]
+fn a_record_written_with_the_shared_sources_json_reads_back_the_same() {
+    let (workflow, plan) = source();
+    let (execution, _) = Execution::start(&plan, "e1".into(), json!({"n": 1}), bindings(), 5);
+    let record = ExecutionRecord {
+        workflow: workflow.clone(),
+        execution,
+    };
+    // The first write makes the sources' JSON; the second reuses it.
+    let first = serde_json::to_vec(&record).unwrap();
+    let second = serde_json::to_vec(&record).unwrap();
+    assert_eq!(first, second);
+    let back: ExecutionRecord = serde_json::from_slice(&second).unwrap();
+    assert_eq!(back.workflow, workflow);
+    assert_eq!(back.workflow.sources[0].text, WORKFLOW);
+    assert_eq!(back.execution, record.execution);
+    // As plain JSON too, as the API shows it.
+    let value = serde_json::to_value(&record).unwrap();
+    assert_eq!(value["workflow"]["sources"][0]["text"], WORKFLOW);
+}

@@ -216,8 +216,9 @@ pub async fn open_with_state(
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(path))
                 .await
                 .map_err(|e| StoreError::backend("sqlite", e))??;
-            // One connection: a second batch could only queue behind the first.
-            grouped(store, 1)
+            // Its connection's thread already commits queued writes together.
+            let store = Arc::new(store);
+            (store.clone(), store)
         }
         StoreConfig::Postgres(pg) => grouped(PostgresStore::open(pg).await?, POOLED_IN_FLIGHT),
         StoreConfig::Redis {

@@ -12,13 +12,16 @@
 //! second waits until the batch carrying the first has committed, even when several batches
 //! are in flight. Everything but writes goes straight to the inner store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::future::{self, Future};
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
 
 use super::{
     Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, StoreError, StoredExecution,
@@ -63,17 +66,41 @@ impl GroupCommit {
     }
 }
 
-/// The writer task: gathers queued writes into batches and starts their commits. It ends
-/// once every [`GroupCommit`] handle is gone and the last batch has been answered.
+/// A batch being committed. The writer polls these itself rather than spawning a task per
+/// batch, which would cost every write one more hand-off between threads.
+struct InFlight {
+    /// The executions it writes (see [`writer`]).
+    ids: Vec<String>,
+    commit: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Polls every batch in flight; the first one done gives back its executions. A batch that
+/// panics counts as done: dropping it drops its callers' reply channels, which tells them.
+fn poll_done(in_flight: &mut Vec<InFlight>, cx: &mut Context<'_>) -> Poll<Vec<String>> {
+    for index in 0..in_flight.len() {
+        let commit = &mut in_flight[index].commit;
+        match panic::catch_unwind(AssertUnwindSafe(|| commit.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => {}
+            Ok(Poll::Ready(())) => return Poll::Ready(in_flight.swap_remove(index).ids),
+            Err(_) => {
+                tracing::error!("a state store batch panicked; its writes are reported lost");
+                return Poll::Ready(in_flight.swap_remove(index).ids);
+            }
+        }
+    }
+    Poll::Pending
+}
+
+/// The writer task: gathers queued writes into batches and commits them. It ends once every
+/// [`GroupCommit`] handle is gone and the last batch has been answered.
 async fn writer(
     inner: Arc<dyn ExecutionStore>,
     mut requests: mpsc::UnboundedReceiver<Pending>,
     max_in_flight: usize,
 ) {
-    let mut in_flight = JoinSet::new();
-    // The executions each batch in flight writes, to keep a later write to one of them out
+    let mut in_flight: Vec<InFlight> = Vec::with_capacity(max_in_flight);
+    // The executions the batches in flight write, to keep a later write to one of them out
     // of the next batch until that batch has committed.
-    let mut batch_ids: HashMap<tokio::task::Id, Vec<String>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
     // Received but not sent yet: the head of the queue.
     let mut next: Option<Pending> = None;
@@ -114,26 +141,23 @@ async fn writer(
                 }
             }
             busy.extend(ids.iter().cloned());
-            let task = in_flight.spawn(commit(Arc::clone(&inner), batch));
-            batch_ids.insert(task.id(), ids);
+            in_flight.push(InFlight {
+                ids,
+                commit: Box::pin(commit(Arc::clone(&inner), batch)),
+            });
         }
         if !open && next.is_none() && in_flight.is_empty() {
             return;
         }
+        let committing = !in_flight.is_empty();
+        let receiving = open && next.is_none() && in_flight.len() < max_in_flight;
         tokio::select! {
-            done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
-                // A batch that panicked has dropped its callers' reply channels, which tells
-                // them; its executions are free again either way.
-                let task = match done {
-                    Some(Ok((task, ()))) => task,
-                    Some(Err(error)) => error.id(),
-                    None => continue,
-                };
-                for id in batch_ids.remove(&task).unwrap_or_default() {
+            done = future::poll_fn(|cx| poll_done(&mut in_flight, cx)), if committing => {
+                for id in done {
                     busy.remove(&id);
                 }
             }
-            received = requests.recv(), if open && next.is_none() && in_flight.len() < max_in_flight => {
+            received = requests.recv(), if receiving => {
                 match received {
                     Some(pending) => next = Some(pending),
                     None => open = false,

@@ -4,16 +4,22 @@
 //! Several `orca` processes may point at the same file, so the connection runs in WAL mode
 //! (readers do not block the writer) with a busy timeout (writers queue instead of failing),
 //! and `synchronous=FULL` so that a `save` has reached the disk before the engine acts on it.
-//! rusqlite is blocking, so every operation runs on tokio's blocking pool rather than stalling
-//! the async workers.
+//!
+//! rusqlite is blocking, so the connection lives on a thread of its own that runs operations
+//! in the order they were asked for. That thread is also the group commit: writes that queue
+//! while it syncs one transaction go into the next one together, so a thousand executions
+//! saving at once cost a handful of syncs, and a lone write costs only the hand-off to the
+//! thread and back.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use tokio::sync::oneshot;
 
 use super::{ExecutionStore, Fence, ListFilter, StoreError, StoredExecution, Write, WriteOutcomes};
 
@@ -60,12 +66,33 @@ const MIGRATIONS: &[&str] = &[
 
 const COLUMNS: &str = "id, workflow_id, status, created_at_ms, updated_at_ms, body";
 
+/// The most writes one transaction carries: bounds how long the first of them waits for the
+/// others, and gains little past the point where the sync is amortized.
+const MAX_BATCH: usize = 512;
+
 /// Executions kept in a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    // std's Mutex, not tokio's: it is only ever locked inside `spawn_blocking`, never across an
-    // await.
-    conn: Arc<Mutex<Connection>>,
+    /// To the thread that owns the connection; it stops once every clone is dropped.
+    jobs: mpsc::Sender<Job>,
+}
+
+/// Work for the connection's thread.
+enum Job {
+    Write {
+        batch: Vec<Write>,
+        reply: oneshot::Sender<WriteOutcomes>,
+    },
+    Run(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Write { batch, .. } => write!(f, "Write({} writes)", batch.len()),
+            Job::Run(_) => f.write_str("Run"),
+        }
+    }
 }
 
 impl SqliteStore {
@@ -98,29 +125,111 @@ impl SqliteStore {
     fn from_connection(mut conn: Connection) -> Result<Self, StoreError> {
         configure(&conn).map_err(sqlite_error)?;
         migrate(&mut conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("orca-sqlite".into())
+            .spawn(move || serve(conn, queue))
+            .map_err(|e| StoreError::backend(BACKEND, format!("starting its thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
-    /// Runs `op` against the connection on the blocking pool.
+    /// Runs `op` against the connection, on its thread, after everything asked for before.
     async fn with_conn<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic while the lock was held cannot leave the database inconsistent (an
-            // unfinished transaction rolls back when dropped), so a poisoned lock is still
-            // safe to use.
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            op(&mut conn)
-        })
-        .await
-        .map_err(sqlite_error)?
-        .map_err(sqlite_error)
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Run(Box::new(move |conn| {
+            let _ = reply.send(op(conn));
+        })))?;
+        answer
+            .await
+            .map_err(|_| unanswered())?
+            .map_err(sqlite_error)
     }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::backend(BACKEND, "the connection's thread has stopped"))
+    }
+}
+
+fn unanswered() -> StoreError {
+    StoreError::backend(BACKEND, "the operation panicked; nothing was committed")
+}
+
+/// The connection's thread: runs jobs in order, merging writes that queued up into one
+/// transaction, until every [`SqliteStore`] clone is gone.
+fn serve(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    let mut next = queue.recv().ok();
+    while let Some(job) = next.take() {
+        // A panicking job drops its reply channel, which tells its caller; an unfinished
+        // transaction rolls back when dropped, so the connection stays usable.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| match job {
+            Job::Run(op) => op(&mut conn),
+            Job::Write { batch, reply } => {
+                let mut writes = batch;
+                let mut callers = vec![(writes.len(), reply)];
+                while writes.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(Job::Write { batch, reply }) => {
+                            callers.push((batch.len(), reply));
+                            writes.extend(batch);
+                        }
+                        // Not a write: it runs after this transaction, keeping the order.
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                answer(callers, commit(&mut conn, &writes));
+            }
+        }));
+        if next.is_none() {
+            next = queue.recv().ok();
+        }
+    }
+}
+
+/// Gives each caller the outcomes of its own writes, or the batch's error.
+fn answer(
+    callers: Vec<(usize, oneshot::Sender<WriteOutcomes>)>,
+    committed: rusqlite::Result<Vec<Result<Fence, StoreError>>>,
+) {
+    match committed {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for (count, reply) in callers {
+                let _ = reply.send(Ok(outcomes.by_ref().take(count).collect()));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            for (_, reply) in callers {
+                let _ = reply.send(Err(sqlite_error(&message)));
+            }
+        }
+    }
+}
+
+/// One IMMEDIATE transaction, so the batch costs one commit and one sync however many
+/// executions it carries. A statement that fails outright (disk full, I/O error) rolls the
+/// whole batch back.
+fn commit(
+    conn: &mut Connection,
+    writes: &[Write],
+) -> rusqlite::Result<Vec<Result<Fence, StoreError>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcomes = writes
+        .iter()
+        .map(|write| apply(&tx, write))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.commit()?;
+    Ok(outcomes)
 }
 
 fn sqlite_error(error: impl std::fmt::Display) -> StoreError {
@@ -247,23 +356,14 @@ fn apply(
 
 #[async_trait]
 impl ExecutionStore for SqliteStore {
-    /// One IMMEDIATE transaction, so the batch costs one commit and one sync however many
-    /// executions it carries. A statement that fails outright (disk full, I/O error) rolls
-    /// the whole batch back.
+    /// Committed together with whatever other writes are queued (see the module docs).
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let outcomes = batch
-                .iter()
-                .map(|write| apply(&tx, write))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            tx.commit()?;
-            Ok(outcomes)
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Write { batch, reply })?;
+        answer.await.map_err(|_| unanswered())?
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::store::conformance::execution;
+use std::sync::Arc;
+
 use crate::store::{Claim, LeaseStore};
 
 struct Fixture(SqliteStore);
@@ -19,12 +21,13 @@ async fn fresh() -> Fixture {
 
 crate::store::conformance::suite!(fresh);
 
-fn pragma_i64(store: &SqliteStore, name: &str) -> i64 {
+async fn pragma<T: rusqlite::types::FromSql + Send + 'static>(
+    store: &SqliteStore,
+    name: &'static str,
+) -> T {
     store
-        .conn
-        .lock()
-        .unwrap()
-        .pragma_query_value(None, name, |row| row.get(0))
+        .with_conn(move |conn| conn.pragma_query_value(None, name, |row| row.get(0)))
+        .await
         .unwrap()
 }
 
@@ -35,17 +38,15 @@ async fn open_creates_parent_directories_and_configures_the_file() {
     let store = SqliteStore::open(&path).unwrap();
     assert!(path.exists());
 
-    let mode: String = store
-        .conn
-        .lock()
-        .unwrap()
-        .pragma_query_value(None, "journal_mode", |row| row.get(0))
-        .unwrap();
+    let mode: String = pragma(&store, "journal_mode").await;
     assert_eq!(mode.to_ascii_lowercase(), "wal");
     // FULL is 2.
-    assert_eq!(pragma_i64(&store, "synchronous"), 2);
-    assert_eq!(pragma_i64(&store, "busy_timeout"), 5_000);
-    assert_eq!(pragma_i64(&store, "user_version"), MIGRATIONS.len() as i64);
+    assert_eq!(pragma::<i64>(&store, "synchronous").await, 2);
+    assert_eq!(pragma::<i64>(&store, "busy_timeout").await, 5_000);
+    assert_eq!(
+        pragma::<i64>(&store, "user_version").await,
+        MIGRATIONS.len() as i64
+    );
 }
 
 #[tokio::test]
@@ -60,7 +61,10 @@ async fn data_survives_closing_and_reopening() {
 
     // Reopening must not re-run the migrations (they would fail on the existing table).
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(pragma_i64(&store, "user_version"), MIGRATIONS.len() as i64);
+    assert_eq!(
+        pragma::<i64>(&store, "user_version").await,
+        MIGRATIONS.len() as i64
+    );
     assert_eq!(store.load("e1").await.unwrap(), Some(original));
 }
 
@@ -169,4 +173,58 @@ async fn concurrent_writers_on_one_file_do_not_fail() {
         stores[0].list(&ListFilter::default()).await.unwrap().len(),
         50
     );
+}
+
+#[tokio::test]
+async fn writes_queued_behind_a_busy_connection_share_one_commit() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let records: Vec<_> = (0..50)
+        .map(|i| execution(&format!("e{i}"), "wf", "running", i))
+        .collect();
+    for record in &records {
+        store.create(record, "me", u64::MAX).await.unwrap();
+    }
+    let commits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = commits.clone();
+    store
+        .with_conn(move |conn| {
+            conn.commit_hook(Some(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                false
+            }))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    // Hold the connection's thread while the saves queue up behind it.
+    let (release, held) = mpsc::channel::<()>();
+    let busy = {
+        let store = store.clone();
+        tokio::spawn(async move { store.with_conn(move |_| Ok(held.recv())).await })
+    };
+    let saves: Vec<_> = records
+        .into_iter()
+        .map(|mut record| {
+            let store = store.clone();
+            record.status = "completed".into();
+            tokio::spawn(async move { store.save(&record, 1).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.send(()).unwrap();
+
+    busy.await.unwrap().unwrap().unwrap();
+    for save in saves {
+        save.await.unwrap().unwrap();
+    }
+    assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let completed = store
+        .list(&ListFilter {
+            status: Some("completed".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(completed.len(), 50);
 }
