@@ -33,7 +33,7 @@ use crate::engine::{Action, Bindings, Event, Execution, Status, Target};
 use crate::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
-use crate::store::{ExecutionStore, Fence, StoreError, StoredExecution, owner_id};
+use crate::store::{self, ExecutionStore, Fence, StoreError, StoredExecution, Write, owner_id};
 use lease::{HeldLease, Leases};
 use plans::Plans;
 
@@ -358,10 +358,12 @@ impl Runner {
             execution,
         };
         let until = self.lease_until();
-        let fence = self
-            .store
-            .create(&self.stored(&record)?, &self.owner, until)
-            .await?;
+        let create = Write::Create {
+            execution: self.stored(&record)?,
+            owner: self.owner.clone(),
+            lease_until_ms: until,
+        };
+        let fence = store::write_one(&*self.store, create).await?;
         let lease = self.keep(&record.execution.id, fence, until);
         Ok((record, actions, fence, lease))
     }
@@ -618,23 +620,27 @@ impl Runner {
     }
 
     async fn save(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
-        let saved = self.store.save(&self.stored(record)?, fence).await;
-        self.saved(record, saved)
+        self.write_record(record, fence, false).await
     }
 
     /// Saves the final record and gives the lease up, in one commit.
     async fn finish(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
-        let finished = self.store.finish(&self.stored(record)?, fence).await;
-        self.saved(record, finished)
+        self.write_record(record, fence, true).await
     }
 
-    fn saved(
+    async fn write_record(
         &self,
         record: &ExecutionRecord,
-        saved: Result<(), StoreError>,
+        fence: Fence,
+        release: bool,
     ) -> Result<(), RunError> {
-        match saved {
-            Ok(()) => Ok(()),
+        let save = Write::Save {
+            execution: self.stored(record)?,
+            fence,
+            release,
+        };
+        match store::write_one(&*self.store, save).await {
+            Ok(_) => Ok(()),
             Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
                 id: record.execution.id.clone(),
                 reason: error.to_string(),

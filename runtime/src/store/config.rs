@@ -192,9 +192,10 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn ExecutionStore>, Store
 
 /// Batches committing at once behind [`GroupCommit`] for stores with a connection pool or a
 /// multiplexed connection: while one batch waits for its commit the next is gathered and
-/// sent, and a few in flight keep a lone write from waiting behind a full batch. More would
-/// mostly split the load into smaller batches.
-const POOLED_IN_FLIGHT: usize = 4;
+/// sent, and a lone write need not wait behind a full batch. PostgreSQL flushes commits that
+/// arrive together with one WAL sync, so more in flight raised throughput until about eight
+/// (bench/FINDINGS.md); six leave two of its pool's eight connections for leases and reads.
+const POOLED_IN_FLIGHT: usize = 6;
 
 /// Opens the store `config` describes, and the component state kept in the same backend
 /// (sharing its connections). Durable backends get their writes grouped ([`GroupCommit`]).

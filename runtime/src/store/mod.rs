@@ -195,8 +195,9 @@ pub trait ExecutionStore: LeaseStore {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError>;
 }
 
-/// A batch of one, unwrapped.
-async fn write_one<S: ExecutionStore + ?Sized>(
+/// A batch of one, unwrapped. Takes the record by value, so a caller that built it for the
+/// write (the runner) does not pay for a copy.
+pub(crate) async fn write_one<S: ExecutionStore + ?Sized>(
     store: &S,
     write: Write,
 ) -> Result<Fence, StoreError> {

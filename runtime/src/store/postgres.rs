@@ -694,6 +694,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn execution_pages_leave_room_for_in_place_updates() {
+        let (config, _guard) = testing::postgres();
+        let store = PostgresStore::open(&config).await.unwrap();
+        let client = store.client().await.unwrap();
+        let options: Option<Vec<String>> = client
+            .query_one(
+                "SELECT reloptions FROM pg_class
+                 WHERE oid = 'orca_executions'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(options, Some(vec!["fillfactor=50".to_string()]));
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_is_a_clear_error() {
         let config = PostgresConfig {
             url: "postgresql://postgres:secret@127.0.0.1:1/test?connect_timeout=2".into(),
