@@ -1,6 +1,7 @@
 //! Section 4: Durable workflows: 3 POSTs on each store, latency at concurrency 1 and throughput at
 //! 16 and 64, with the floors (the 3 POSTs by hand, a Redis SET, a PostgreSQL INSERT+COMMIT,
-//! one fsync) measured in the same run.
+//! one fsync, and for SQLite and PostgreSQL the whole workflow written by hand with the same
+//! 4 commits) measured in the same run.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use orca_runtime::store::{self, PostgresConfig, RedisConfig, StoreConfig};
 use tokio::task::JoinSet;
 
 use crate::Report;
-use crate::common::{self, Settings, by_hand, input};
+use crate::common::{self, Settings, by_hand, input, post};
 use crate::stats::{Row, Samples, fmt_rate, fmt_us};
 
 const STEPS: usize = 3;
@@ -155,6 +156,26 @@ pub(crate) async fn durable(
             }
         };
         let mut c1 = latency(settings, || run(0)).await?;
+        let by_hand_durable = match name {
+            "sqlite" => Some(sqlite_by_hand(settings, dir, &client, base).await),
+            "postgresql" => Some(postgres_by_hand(settings, &client, base).await),
+            _ => None,
+        };
+        match by_hand_durable {
+            Some(Ok(mut floor)) => report.rows.push(
+                Row::new(
+                    "4",
+                    &format!("{name}: the same workflow by hand (4 commits), c=1 p50 / p99"),
+                )
+                .orca(format!("{} / {}", fmt_us(c1.p50()), fmt_us(c1.p99())))
+                .floor(format!("{} / {}", fmt_us(floor.p50()), fmt_us(floor.p99())))
+                .ratio(c1.p50() / floor.p50()),
+            ),
+            Some(Err(e)) => report.notes.push(format!(
+                "{name}: hand-written durable floor not measured: {e:#}"
+            )),
+            None => {}
+        }
         let c16 = throughput(settings, 16, run.clone()).await?;
         let c64 = throughput(settings, 64, run.clone()).await?;
         let ratio = c1.p50() / hand.p50();
@@ -298,6 +319,88 @@ async fn redis_floor(settings: &Settings) -> Result<Samples> {
     }
     let () = ::redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
     Ok(samples)
+}
+
+/// The durable floor for one backend: the 3-step workflow written by hand, as a careful
+/// programmer would without an engine: INSERT the record, then after each POST UPDATE it,
+/// each statement its own synchronously committed transaction (the same 4 commits Orca makes).
+const HAND_BODY: usize = 2048;
+
+async fn postgres_by_hand(
+    settings: &Settings,
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<Samples> {
+    let client = pg_client(settings).await?;
+    let table = format!("{}_by_hand", settings.tag);
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id text PRIMARY KEY, body bytea NOT NULL)"
+        ))
+        .await?;
+    let insert = client
+        .prepare(&format!("INSERT INTO {table} (id, body) VALUES ($1, $2)"))
+        .await?;
+    let update = client
+        .prepare(&format!("UPDATE {table} SET body = $2 WHERE id = $1"))
+        .await?;
+    let body = vec![b'x'; HAND_BODY];
+    let next = AtomicU64::new(0);
+    let samples = latency(settings, || {
+        let (client, insert, update, body) = (&client, &insert, &update, &body);
+        let id = format!("h{}", next.fetch_add(1, Ordering::Relaxed));
+        async move {
+            client.execute(insert, &[&id, body]).await?;
+            for step in 0..STEPS {
+                post(http, base, step, 0, &input(0)).await?;
+                client.execute(update, &[&id, body]).await?;
+            }
+            Ok(())
+        }
+    })
+    .await;
+    client.batch_execute(&format!("DROP TABLE {table}")).await?;
+    samples
+}
+
+async fn sqlite_by_hand(
+    settings: &Settings,
+    dir: &std::path::Path,
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<Samples> {
+    let conn = rusqlite::Connection::open(dir.join("by-hand.db"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch("CREATE TABLE records (id TEXT PRIMARY KEY, body BLOB NOT NULL)")?;
+    let conn = Arc::new(std::sync::Mutex::new(conn));
+    // rusqlite blocks, so each statement goes to tokio's blocking pool.
+    let exec = |sql: &'static str, id: String| {
+        let conn = conn.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = conn.lock().map_err(|_| anyhow!("poisoned"))?;
+                conn.prepare_cached(sql)?
+                    .execute(rusqlite::params![id, vec![b'x'; HAND_BODY]])?;
+                Ok::<_, anyhow::Error>(())
+            })
+            .await?
+        }
+    };
+    let next = AtomicU64::new(0);
+    latency(settings, || {
+        let id = format!("h{}", next.fetch_add(1, Ordering::Relaxed));
+        let exec = &exec;
+        async move {
+            exec("INSERT INTO records (id, body) VALUES (?1, ?2)", id.clone()).await?;
+            for step in 0..STEPS {
+                post(http, base, step, 0, &input(0)).await?;
+                exec("UPDATE records SET body = ?2 WHERE id = ?1", id.clone()).await?;
+            }
+            Ok(())
+        }
+    })
+    .await
 }
 
 pub(crate) async fn pg_client(settings: &Settings) -> Result<tokio_postgres::Client> {

@@ -6,7 +6,8 @@
 //! in front of a store and hands every write to one writer task. While a batch is being
 //! committed, the writes that arrive queue up; as soon as there is room, the writer sends all
 //! of them down as the next batch ([`ExecutionStore::write`]) and answers each caller with its
-//! own outcome. A lone write waits for nobody: with nothing in flight it goes out at once.
+//! own outcome. A lone write waits for nobody: when nothing is queued or committing, it is
+//! committed from the caller's own task.
 //!
 //! Order per execution is kept: two writes to one execution never share a batch, and the
 //! second waits until the batch carrying the first has committed, even when several batches
@@ -17,11 +18,13 @@ use std::future::{self, Future};
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{RwLock, mpsc, oneshot};
 
 use super::{
     Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, StoreError, StoredExecution,
@@ -46,6 +49,11 @@ struct Pending {
 pub struct GroupCommit {
     inner: Arc<dyn ExecutionStore>,
     queue: mpsc::UnboundedSender<Pending>,
+    /// Writes handed to this store and not answered yet, queued or not.
+    outstanding: Arc<AtomicUsize>,
+    /// Shared by every batch the writer commits, held alone by a write that goes straight
+    /// to the inner store, so that neither overtakes the other.
+    lane: Arc<RwLock<()>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -61,9 +69,80 @@ impl GroupCommit {
     /// while another waits for its commit.
     pub fn new(inner: Arc<dyn ExecutionStore>, in_flight: usize) -> Self {
         let (queue, requests) = mpsc::unbounded_channel();
-        tokio::spawn(writer(Arc::clone(&inner), requests, in_flight.max(1)));
-        GroupCommit { inner, queue }
+        let lane = Arc::new(RwLock::new(()));
+        tokio::spawn(writer(
+            Arc::clone(&inner),
+            requests,
+            in_flight.max(1),
+            lane.clone(),
+        ));
+        GroupCommit {
+            inner,
+            queue,
+            outstanding: Arc::default(),
+            lane,
+        }
     }
+
+    /// A write that finds the store idle (nothing queued, nothing committing) has nothing to
+    /// be grouped with: it is committed from the caller's own task, sparing it the two
+    /// hand-offs to the writer task and back, which on a lone write cost about as much as a
+    /// commit. `None` when the store is busy.
+    async fn write_alone(&self, write: &mut Option<Write>) -> Option<Result<Fence, StoreError>> {
+        let _alone = self.lane.try_write().ok()?;
+        let write = write.take()?;
+        let committed = AssertUnwindSafe(self.inner.write(vec![write]))
+            .catch_unwind()
+            .await;
+        Some(match committed {
+            Ok(Ok(mut outcomes)) if outcomes.len() == 1 => outcomes.remove(0),
+            Ok(Ok(outcomes)) => Err(StoreError::backend(
+                BACKEND,
+                format!(
+                    "the store answered {} outcomes for a batch of 1 write",
+                    outcomes.len()
+                ),
+            )),
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                tracing::error!("a state store write panicked; it is reported lost");
+                Err(lost())
+            }
+        })
+    }
+}
+
+/// Counts a caller's writes as outstanding until it has its answer (or gives up waiting).
+struct Outstanding<'a> {
+    counter: &'a AtomicUsize,
+    writes: usize,
+    /// How many other writes were outstanding when these were added.
+    before: usize,
+}
+
+impl<'a> Outstanding<'a> {
+    fn add(counter: &'a AtomicUsize, writes: usize) -> Self {
+        let before = counter.fetch_add(writes, Ordering::AcqRel);
+        Outstanding {
+            counter,
+            writes,
+            before,
+        }
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.writes, Ordering::AcqRel);
+    }
+}
+
+fn lost() -> StoreError {
+    StoreError::backend(
+        BACKEND,
+        "the write was lost: the batch carrying it panicked or its runtime shut down, so \
+         whether it committed is unknown",
+    )
 }
 
 /// A batch being committed. The writer polls these itself rather than spawning a task per
@@ -97,6 +176,7 @@ async fn writer(
     inner: Arc<dyn ExecutionStore>,
     mut requests: mpsc::UnboundedReceiver<Pending>,
     max_in_flight: usize,
+    lane: Arc<RwLock<()>>,
 ) {
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(max_in_flight);
     // The executions the batches in flight write, to keep a later write to one of them out
@@ -143,7 +223,7 @@ async fn writer(
             busy.extend(ids.iter().cloned());
             in_flight.push(InFlight {
                 ids,
-                commit: Box::pin(commit(Arc::clone(&inner), batch)),
+                commit: Box::pin(commit(Arc::clone(&inner), batch, lane.clone())),
             });
         }
         if !open && next.is_none() && in_flight.is_empty() {
@@ -169,7 +249,9 @@ async fn writer(
 }
 
 /// Commits one batch and answers its callers.
-async fn commit(inner: Arc<dyn ExecutionStore>, batch: Vec<Pending>) {
+async fn commit(inner: Arc<dyn ExecutionStore>, batch: Vec<Pending>, lane: Arc<RwLock<()>>) {
+    // After a write that went straight to the store, which may name one of these executions.
+    let _shared = lane.read().await;
     let (writes, replies): (Vec<Write>, Vec<_>) =
         batch.into_iter().map(|p| (p.write, p.reply)).unzip();
     let count = writes.len();
@@ -205,7 +287,15 @@ impl ExecutionStore for GroupCommit {
     /// Queues each write for the writer task. A caller's own batch may be split across
     /// batches of the inner store, so a failure of one of those comes back as the outcome
     /// of each of its writes rather than as an error for the whole call.
-    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+    async fn write(&self, mut batch: Vec<Write>) -> WriteOutcomes {
+        let counted = Outstanding::add(&self.outstanding, batch.len());
+        if counted.before == 0 && batch.len() == 1 {
+            let mut lone = batch.pop();
+            if let Some(outcome) = self.write_alone(&mut lone).await {
+                return Ok(vec![outcome]);
+            }
+            batch.extend(lone);
+        }
         let mut replies = Vec::with_capacity(batch.len());
         for write in batch {
             let (reply, outcome) = oneshot::channel();
@@ -220,14 +310,9 @@ impl ExecutionStore for GroupCommit {
         }
         let mut outcomes = Vec::with_capacity(replies.len());
         for outcome in replies {
-            outcomes.push(outcome.await.map_err(|_| {
-                StoreError::backend(
-                    BACKEND,
-                    "the write was lost: the batch carrying it panicked or its runtime shut \
-                     down, so whether it committed is unknown",
-                )
-            })?);
+            outcomes.push(outcome.await.map_err(|_| lost())?);
         }
+        drop(counted);
         Ok(outcomes)
     }
 

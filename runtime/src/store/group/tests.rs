@@ -32,6 +32,8 @@ crate::store::conformance::suite!(fresh);
 struct Counting {
     memory: MemoryStore,
     batches: Mutex<Vec<Vec<String>>>,
+    /// The task each batch was written from.
+    tasks: Mutex<Vec<Option<tokio::task::Id>>>,
     /// `Some` holds every batch until it gets a permit.
     gate: Option<Semaphore>,
     fail_on: Option<&'static str>,
@@ -68,6 +70,7 @@ impl Counting {
 impl ExecutionStore for Counting {
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
         let ids: Vec<String> = batch.iter().map(|w| w.id().to_owned()).collect();
+        self.tasks.lock().unwrap().push(tokio::task::try_id());
         self.batches.lock().unwrap().push(ids.clone());
         if let Some(gate) = &self.gate {
             gate.acquire().await.unwrap().forget();
@@ -312,10 +315,44 @@ fn without_its_writer_a_write_fails_instead_of_hanging() {
         .enable_all()
         .build()
         .unwrap();
+    // Two writes: a lone one would not need the writer.
     let err = runtime
-        .block_on(group.create(&execution("a", "wf", "running", 1), "o", 10))
+        .block_on(group.write(vec![create("a"), create("b")]))
         .unwrap_err()
         .to_string();
     assert!(err.contains("the writer task has stopped"), "{err}");
     assert!(inner.batches().is_empty());
+}
+
+#[tokio::test]
+async fn a_lone_write_is_committed_from_its_own_task_and_later_writes_wait_for_it() {
+    let inner = Arc::new(Counting::gated());
+    let group = wrap(&inner, 4);
+    let first = tokio::spawn({
+        let group = group.clone();
+        async move {
+            group
+                .create(&execution("x", "wf", "first", 1), "o", 10)
+                .await
+        }
+    });
+    inner.reached(1).await;
+    let first_task = first.id();
+    assert_eq!(inner.tasks.lock().unwrap()[0], Some(first_task));
+
+    // A second write to the same execution, queued while the first is still committing,
+    // must not reach the store before it.
+    let second = tokio::spawn({
+        let group = group.clone();
+        async move { group.save(&execution("x", "wf", "second", 1), 1).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(inner.batches().len(), 1);
+
+    inner.open_gate();
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    second.await.unwrap().unwrap();
+    assert_eq!(inner.batches(), [vec!["x"], vec!["x"]]);
+    assert_ne!(inner.tasks.lock().unwrap()[1], Some(first_task));
+    assert_eq!(inner.load("x").await.unwrap().unwrap().status, "second");
 }
