@@ -120,7 +120,7 @@ pub(crate) async fn parked(settings: &Settings, report: &mut Report) -> Result<(
     );
     report.notes.push(format!(
         "5. {n} executions of a one-`wait` (24 h) WorkflowDefinition started with `Runner::run`, \
-         one tokio task each (plus the runner's lease-renewal task and timer), on the memory \
+         one tokio task each (the runner renews all its leases from one task), on the memory \
          store; RSS (VmRSS) read before and after all had parked ({} to park them all; {finished} \
          ended early). The memory store keeps every record in this process, so the figure \
          includes the record itself ({sample} bytes of JSON each) on top of the runner's tasks. \
