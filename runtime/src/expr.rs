@@ -2,8 +2,8 @@
 //!
 //! One small, side-effect-free language serves every place a workflow computes something
 //! (conditions, choice rules, request templates, outputs). Expressions compile when the
-//! definition loads, so a syntax error is a load error, and evaluate against a [`Scope`] of
-//! JSON values (`input`, `steps`, each result by name and `stepN`).
+//! definition loads, so a syntax error is a load error, and evaluate against [`Variables`]
+//! that hand out JSON values by name (`input`, `steps`, each result by name and `stepN`).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

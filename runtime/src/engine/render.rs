@@ -10,7 +10,7 @@ use crate::expr::{Variables, is_cel_identifier};
 use crate::invoke::{HttpRequest, Request};
 use crate::plan::{Call, ComponentCall, HttpCall, NodeId, Plan};
 
-use super::{Execution, StepStatus};
+use super::{Execution, StepRun, StepStatus};
 
 /// Everything but RFC 3986's unreserved characters is escaped in a computed path segment or
 /// query value, so a value can never add path segments or query parameters of its own.
@@ -66,10 +66,15 @@ impl Variables for ExecutionScope<'_> {
                 (node.name == name && is_cel_identifier(name))
                     || (step_number.is_some() && node.step_number == step_number)
             })?;
-        Some(match (&run.status, &run.result) {
-            (StepStatus::Completed, Some(result)) => Cow::Borrowed(result),
-            _ => Cow::Owned(Json::Null),
-        })
+        Some(visible_result(run))
+    }
+}
+
+/// A step's result as expressions see it: null until the step has completed.
+fn visible_result(run: &StepRun) -> Cow<'_, Json> {
+    match (run.status, &run.result) {
+        (StepStatus::Completed, Some(result)) => Cow::Borrowed(result),
+        _ => Cow::Owned(Json::Null),
     }
 }
 
@@ -80,10 +85,7 @@ impl ExecutionScope<'_> {
             if node.internal {
                 continue;
             }
-            let result = match run.status {
-                StepStatus::Completed => run.result.clone().unwrap_or(Json::Null),
-                _ => Json::Null,
-            };
+            let result = visible_result(run).into_owned();
             let mut entry = Map::new();
             entry.insert("state".into(), json!(step_status_text(run.status)));
             if let Some(response) = &run.response {

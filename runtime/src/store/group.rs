@@ -84,31 +84,18 @@ impl GroupCommit {
         }
     }
 
-    /// A write that finds the store idle (nothing queued, nothing committing) has nothing to
-    /// be grouped with: it is committed from the caller's own task, sparing it the two
-    /// hand-offs to the writer task and back, which on a lone write cost about as much as a
-    /// commit. `None` when the store is busy.
-    async fn write_alone(&self, write: &mut Option<Write>) -> Option<Result<Fence, StoreError>> {
-        let _alone = self.lane.try_write().ok()?;
-        let write = write.take()?;
-        let committed = AssertUnwindSafe(self.inner.write(vec![write]))
+    /// Commits a write from the caller's own task; see [`ExecutionStore::write`] below.
+    async fn commit_alone(&self, write: Write) -> Result<Fence, StoreError> {
+        match AssertUnwindSafe(super::write_one(&*self.inner, write))
             .catch_unwind()
-            .await;
-        Some(match committed {
-            Ok(Ok(mut outcomes)) if outcomes.len() == 1 => outcomes.remove(0),
-            Ok(Ok(outcomes)) => Err(StoreError::backend(
-                BACKEND,
-                format!(
-                    "the store answered {} outcomes for a batch of 1 write",
-                    outcomes.len()
-                ),
-            )),
-            Ok(Err(error)) => Err(error),
+            .await
+        {
+            Ok(outcome) => outcome,
             Err(_) => {
                 tracing::error!("a state store write panicked; it is reported lost");
                 Err(lost())
             }
-        })
+        }
     }
 }
 
@@ -287,15 +274,19 @@ impl ExecutionStore for GroupCommit {
     /// Queues each write for the writer task. A caller's own batch may be split across
     /// batches of the inner store, so a failure of one of those comes back as the outcome
     /// of each of its writes rather than as an error for the whole call.
-    async fn write(&self, mut batch: Vec<Write>) -> WriteOutcomes {
+    async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
         let counted = Outstanding::add(&self.outstanding, batch.len());
-        if counted.before == 0 && batch.len() == 1 {
-            let mut lone = batch.pop();
-            if let Some(outcome) = self.write_alone(&mut lone).await {
-                return Ok(vec![outcome]);
-            }
-            batch.extend(lone);
-        }
+        // A lone write that finds the store idle (nothing queued, nothing committing) has
+        // nothing to be grouped with: it is committed from the caller's own task, sparing it
+        // the two hand-offs to the writer task and back, which cost about as much as a commit.
+        let batch = match <[Write; 1]>::try_from(batch) {
+            Ok([write]) if counted.before == 0 => match self.lane.try_write() {
+                Ok(_alone) => return Ok(vec![self.commit_alone(write).await]),
+                Err(_) => vec![write],
+            },
+            Ok(one) => Vec::from(one),
+            Err(batch) => batch,
+        };
         let mut replies = Vec::with_capacity(batch.len());
         for write in batch {
             let (reply, outcome) = oneshot::channel();
@@ -312,7 +303,6 @@ impl ExecutionStore for GroupCommit {
         for outcome in replies {
             outcomes.push(outcome.await.map_err(|_| lost())?);
         }
-        drop(counted);
         Ok(outcomes)
     }
 

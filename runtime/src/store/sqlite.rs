@@ -86,15 +86,6 @@ enum Job {
     Run(Box<dyn FnOnce(&mut Connection) + Send>),
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Write { batch, .. } => write!(f, "Write({} writes)", batch.len()),
-            Job::Run(_) => f.write_str("Run"),
-        }
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     ///
