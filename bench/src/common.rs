@@ -24,6 +24,8 @@ pub(crate) struct Settings {
     pub(crate) redis_url: String,
     /// Unique per run: PostgreSQL schemas and Redis key prefixes are named after it.
     pub(crate) tag: String,
+    /// Section 4 measures only these stores (`None`: all five).
+    pub(crate) stores: Option<Vec<String>>,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
             redis_url: std::env::var("ORCA_BENCH_REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
             tag: format!("orca_bench_{}", std::process::id()),
+            stores: None,
         }
     }
 }

@@ -133,6 +133,11 @@ pub(crate) async fn durable(
         ),
     ];
     for (name, config) in stores {
+        if let Some(only) = &settings.stores
+            && !only.iter().any(|s| s == name)
+        {
+            continue;
+        }
         let store = match store::open(&config).await {
             Ok(s) => s,
             Err(e) => {

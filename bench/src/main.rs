@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p orca-bench -- [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]
+//!     [--stores memory,sqlite,postgresql,redis,redis+postgresql]
 //! ```
 //!
 //! Prints a table and writes it, with the method, date and machine, to `--out`. PostgreSQL
@@ -40,6 +41,7 @@ struct Args {
     quick: bool,
     out: PathBuf,
     only: BTreeSet<u32>,
+    stores: Option<Vec<String>>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -47,6 +49,7 @@ fn parse_args() -> Result<Args> {
         quick: false,
         out: PathBuf::from("BENCHMARKS.md"),
         only: (1..=6).collect(),
+        stores: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,9 +65,16 @@ fn parse_args() -> Result<Args> {
                     .collect::<Result<_, _>>()
                     .context("--only takes section numbers 1 to 6")?;
             }
+            "--stores" => {
+                let list = it
+                    .next()
+                    .context("--stores needs a list like sqlite,postgresql")?;
+                args.stores = Some(list.split(',').map(|s| s.trim().to_string()).collect());
+            }
             "-h" | "--help" => {
                 println!(
-                    "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]\n\
+                    "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6] \
+                     [--stores memory,sqlite,postgresql,redis,redis+postgresql]\n\
                      Full run ~5 min, --quick ~1 min."
                 );
                 std::process::exit(0);
@@ -88,7 +98,8 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let settings = Settings::new(args.quick);
+    let mut settings = Settings::new(args.quick);
+    settings.stores = args.stores.clone();
     let started = Instant::now();
     let base = common::mock_service().await?;
     let dir = tempfile::Builder::new()
@@ -208,7 +219,8 @@ fn markdown(
         command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         if settings.quick { "`--quick` (short windows, 10k parked, 1k recovered)" } else { "full" },
         elapsed.as_secs_f64(),
-        if args.only.len() < 6 { format!(", sections {:?} only", args.only) } else { String::new() },
+        if args.only.len() < 6 { format!(", sections {:?} only", args.only) } else { String::new() }
+            + &args.stores.as_ref().map(|s| format!(", stores {s:?} only")).unwrap_or_default(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu_model(),
         mem_total_mib(),

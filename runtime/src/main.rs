@@ -447,6 +447,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             let bindings =
                 services::resolve(&plan.services, &set, &overrides, |k| std::env::var(k).ok());
             let store = open_stores(store.store.as_deref(), Some(&set)).await?;
+            let executions = store.0.clone();
             let Host {
                 runner,
                 wasm,
@@ -462,7 +463,9 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 services: bindings,
                 components,
             };
-            let execution = runner.run(source, &plan, input, bindings).await?;
+            let execution = runner.run(source, &plan, input, bindings).await;
+            executions.flush().await;
+            let execution = execution?;
             if let Some(path) = metrics_out {
                 write_metrics(&path, &metrics)?;
             }
@@ -477,11 +480,14 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             store,
         } => {
             let store = open_stores(store.store.as_deref(), None).await?;
+            let executions = store.0.clone();
             let Host {
                 runner, metrics, ..
             } = host(store, max_body_bytes, true)?;
             let overrides: BTreeMap<String, String> = services.into_iter().collect();
-            let execution = runner.resume(&id, &overrides).await?;
+            let execution = runner.resume(&id, &overrides).await;
+            executions.flush().await;
+            let execution = execution?;
             if let Some(path) = metrics_out {
                 write_metrics(&path, &metrics)?;
             }
@@ -678,15 +684,15 @@ async fn serve(
         wasm,
         metrics,
     } = host((executions.clone(), kv), max_body_bytes, false)?;
-    let app = server::App::new(config, tenants, executions, runner, wasm, metrics);
+    let app = server::App::new(config, tenants, executions.clone(), runner, wasm, metrics);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::BadInput(format!("--listen {listen}: {e}")))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     println!("listening on http://{addr}");
-    server::serve(app, listener, grace, shutdown_signal())
-        .await
-        .context("serving")?;
+    let served = server::serve(app, listener, grace, shutdown_signal()).await;
+    executions.flush().await;
+    served.context("serving")?;
     Ok(0)
 }
 

@@ -313,6 +313,10 @@ impl ExecutionStore for GroupCommit {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
         self.inner.list(filter).await
     }
+
+    async fn flush(&self) {
+        self.inner.flush().await
+    }
 }
 
 #[async_trait]

@@ -2,31 +2,35 @@
 //! `persistence: {enabled: true, backend: postgresql}`).
 //!
 //! PostgreSQL is the record of truth. Every save commits there first (with the fence check),
-//! and only then goes to Redis with the configured `ttl`; leases live in PostgreSQL alone. A
-//! batch of writes is one PostgreSQL commit followed by one Redis pipeline.
-//! Reads of one execution come from Redis and fall back to PostgreSQL when the key is missing
-//! (evicted, expired, flushed), refilling Redis on the way. Listing is a query, so PostgreSQL
-//! answers it. An execution older than the TTL is therefore still readable and resumable.
+//! and the caller is answered as soon as it has: the Redis copy (with the configured `ttl`)
+//! is written behind, by one task that sends whatever copies have queued as one pipeline, in
+//! the order PostgreSQL committed them. Leases live in PostgreSQL alone. Reads of one
+//! execution come from Redis and fall back to PostgreSQL when the key is missing (evicted,
+//! expired, flushed), refilling Redis on the way. Listing is a query, so PostgreSQL answers
+//! it. An execution older than the TTL is therefore still readable and resumable.
 //!
 //! **Redis down.** Saves still commit to PostgreSQL and reads fall back to it: nothing is lost
 //! and executions keep running, only slower. The store logs one warning when Redis becomes
 //! unreachable and one note when it is back, and while it is down skips Redis for a few
 //! seconds at a time instead of paying a connection attempt on every call.
 //!
-//! **Stale copies.** A Redis write can fail after PostgreSQL committed, leaving an older copy
-//! in Redis. Within this process such ids are read from PostgreSQL until a Redis write for
-//! them succeeds. Across processes, a *claim* (how `orca resume` and a takeover start)
-//! rewrites the Redis copy from PostgreSQL under the new fence before the record is read, and
-//! a late write from the fenced-out owner cannot overwrite a copy with a higher fence. Another
-//! process that only *displays* an execution (`orca executions show`) may see a stale copy
-//! until the owner's next successful save.
+//! **Stale copies.** Redis lags PostgreSQL while a copy is queued, and stays behind if a copy
+//! fails to land. Within this process such ids are read from PostgreSQL until their last
+//! queued copy has landed. Across processes, a *claim* (how `orca resume` and a takeover
+//! start) rewrites the Redis copy from PostgreSQL under the new fence before the record is
+//! read, and a late write from the fenced-out owner cannot overwrite a copy with a higher
+//! fence. Another process that only *displays* an execution (`orca executions show`) may see
+//! a copy that is behind by the writes of the last moment, or, if the owner died with copies
+//! still queued or Redis failed, until the owner's next successful save.
+//! [`ExecutionStore::flush`] waits for the queue to empty; `orca` calls it before it exits.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
 
 use super::redis::Put;
 use super::{
@@ -37,14 +41,43 @@ use super::{
 /// After a Redis failure, go straight to PostgreSQL for this long before trying Redis again.
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(3);
 
-/// Redis as a write-through cache of PostgreSQL.
+/// Batches of copies that may wait for Redis before a commit waits for room in the queue:
+/// a slow Redis slows the writers down instead of piling records up in memory.
+const QUEUED_BATCHES: usize = 64;
+
+/// The most copies one Redis pipeline carries.
+const MAX_PIPELINE: usize = 512;
+
+/// Redis as a write-behind cache of PostgreSQL.
 #[derive(Debug)]
 pub struct LayeredStore {
     postgres: PostgresStore,
+    cache: Arc<Cache>,
+    /// To the task that writes committed records to Redis ([`copy_behind`]).
+    behind: mpsc::Sender<Behind>,
+}
+
+/// What the copy task is handed, in commit order.
+enum Behind {
+    Copies(Vec<(StoredExecution, Fence)>),
+    /// Answered once every copy queued before it has been sent.
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+struct Cache {
     redis: RedisStore,
     health: Health,
     /// Ids whose Redis copy may be older than PostgreSQL's (see the module docs).
-    suspect: Mutex<HashSet<String>>,
+    stale: Mutex<HashMap<String, Stale>>,
+}
+
+#[derive(Debug, Default)]
+struct Stale {
+    /// Copies committed to PostgreSQL and not sent to Redis yet.
+    queued: usize,
+    /// The last copy sent did not land.
+    failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,68 +111,127 @@ impl Health {
     }
 }
 
-impl LayeredStore {
-    /// Opens PostgreSQL (which must be reachable) and Redis (which may be down).
-    pub async fn open(redis: &RedisConfig, postgres: &PostgresConfig) -> Result<Self, StoreError> {
-        Ok(LayeredStore {
-            postgres: PostgresStore::open(postgres).await?,
-            redis: RedisStore::open_lazy(redis)?,
-            health: Health::default(),
-            suspect: Mutex::new(HashSet::new()),
-        })
+impl Cache {
+    fn stale(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stale>> {
+        // The map is only a hint about where to read; a panic mid-update leaves it usable.
+        self.stale.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn suspect(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // The set is only a hint about where to read; a panic mid-insert leaves it usable.
-        self.suspect.lock().unwrap_or_else(|e| e.into_inner())
+    fn is_stale(&self, id: &str) -> bool {
+        self.stale().contains_key(id)
     }
 
-    /// Copies a record PostgreSQL committed into Redis, best effort.
-    async fn cache(&self, execution: &StoredExecution, fence: Fence, mode: Put) {
-        self.cache_all(&[(execution, fence)], mode).await;
+    /// Counts copies as queued before their writers are answered, so that a read that
+    /// follows a save goes to PostgreSQL until the copy has landed.
+    fn queued<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut stale = self.stale();
+        for id in ids {
+            stale.entry(id.to_owned()).or_default().queued += 1;
+        }
     }
 
     /// Copies records PostgreSQL committed into Redis, best effort, in one round trip.
-    async fn cache_all(&self, copies: &[(&StoredExecution, Fence)], mode: Put) {
+    /// `queued`: these copies were counted by [`queued`](Self::queued).
+    async fn put_all(&self, copies: &[(&StoredExecution, Fence)], mode: Put, queued: bool) {
         if copies.is_empty() {
             return;
         }
-        let ids = || copies.iter().map(|(execution, _)| execution.id.clone());
-        if !self.health.should_try() {
-            if mode == Put::Newer {
-                self.suspect().extend(ids());
-            }
-            return;
-        }
-        match self.redis.put_all(copies, mode).await {
-            Ok(written) => {
-                self.health.succeeded();
-                let mut suspect = self.suspect();
-                for ((execution, _), written) in copies.iter().zip(written) {
-                    if written || mode == Put::Newer {
-                        suspect.remove(&execution.id);
-                    }
+        let written = if self.health.should_try() {
+            match self.redis.put_all(copies, mode).await {
+                Ok(written) => {
+                    self.health.succeeded();
+                    Some(written)
+                }
+                Err(error) => {
+                    self.health.failed(&error);
+                    None
                 }
             }
-            Err(error) => {
-                self.health.failed(&error);
-                self.suspect().extend(ids());
+        } else {
+            None
+        };
+        let mut stale = self.stale();
+        for (index, (execution, _)) in copies.iter().enumerate() {
+            // `Some(false)`: a refill found a copy already there. A copy that Redis declined
+            // because it holds a higher fence is not behind, so it counts as landed.
+            let landed = written.as_ref().map(|w| w[index] || mode == Put::Newer);
+            let id = &execution.id;
+            if landed.is_some() && !stale.contains_key(id) {
+                continue;
+            }
+            let entry = stale.entry(id.clone()).or_default();
+            if queued {
+                entry.queued = entry.queued.saturating_sub(1);
+            }
+            match landed {
+                Some(true) => entry.failed = false,
+                Some(false) => {}
+                None => entry.failed = true,
+            }
+            if entry.queued == 0 && !entry.failed {
+                stale.remove(id);
             }
         }
     }
+}
 
-    /// The record from Redis, or `None` when Redis does not have it or cannot be asked.
+/// The copy task: sends committed records to Redis in the order they were committed, each
+/// time everything that queued meanwhile as one pipeline. Ends when the store is dropped
+/// and the queue is empty.
+async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>) {
+    let mut copies: Vec<(StoredExecution, Fence)> = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Behind::Copies(batch) => copies.extend(batch),
+                Behind::Flush(done) => flushes.push(done),
+            }
+            if copies.len() < MAX_PIPELINE {
+                next = queue.try_recv().ok();
+            }
+        }
+        let refs: Vec<(&StoredExecution, Fence)> = copies.iter().map(|(e, f)| (e, *f)).collect();
+        cache.put_all(&refs, Put::Newer, true).await;
+        copies.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl LayeredStore {
+    /// Opens PostgreSQL (which must be reachable) and Redis (which may be down). Starts the
+    /// copy task, so this must run inside a tokio runtime.
+    pub async fn open(redis: &RedisConfig, postgres: &PostgresConfig) -> Result<Self, StoreError> {
+        let cache = Arc::new(Cache {
+            redis: RedisStore::open_lazy(redis)?,
+            health: Health::default(),
+            stale: Mutex::new(HashMap::new()),
+        });
+        let (behind, queue) = mpsc::channel(QUEUED_BATCHES);
+        tokio::spawn(copy_behind(cache.clone(), queue));
+        Ok(LayeredStore {
+            postgres: PostgresStore::open(postgres).await?,
+            cache,
+            behind,
+        })
+    }
+
+    /// The record from Redis, or `None` when Redis does not have it, may be behind, or
+    /// cannot be asked.
     async fn cached(&self, id: &str) -> Option<StoredExecution> {
-        if self.suspect().contains(id) || !self.health.should_try() {
+        if self.cache.is_stale(id) || !self.cache.health.should_try() {
             return None;
         }
-        match self.redis.load(id).await {
+        match self.cache.redis.load(id).await {
             Ok(found) => {
-                self.health.succeeded();
+                self.cache.health.succeeded();
                 found
             }
             Err(error) => {
-                self.health.failed(&error);
+                self.cache.health.failed(&error);
                 None
             }
         }
@@ -148,21 +240,23 @@ impl LayeredStore {
     /// Rewrites the Redis copy from PostgreSQL (after a claim raised the fence).
     async fn refresh(&self, id: &str) -> Result<(), StoreError> {
         if let Some((record, fence)) = self.postgres.load_fenced(id).await? {
-            self.cache(&record, fence, Put::Newer).await;
+            self.cache
+                .put_all(&[(&record, fence)], Put::Newer, false)
+                .await;
         }
         Ok(())
     }
 
     #[cfg(test)]
     pub(crate) fn parts(&self) -> (&PostgresStore, &RedisStore) {
-        (&self.postgres, &self.redis)
+        (&self.postgres, &self.cache.redis)
     }
 }
 
 #[async_trait]
 impl ExecutionStore for LayeredStore {
-    /// PostgreSQL's batch first (the record of truth, one commit), then one Redis round trip
-    /// for the writes that committed, with the record exactly as PostgreSQL holds it.
+    /// PostgreSQL's batch (the record of truth, one commit); the writes that committed are
+    /// queued for Redis with the record exactly as PostgreSQL holds it.
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
         let committed = self.postgres.write_committed(&batch).await?;
         let mut copies = Vec::with_capacity(batch.len());
@@ -183,8 +277,16 @@ impl ExecutionStore for LayeredStore {
                 Ok(fence)
             })
             .collect();
-        let copies: Vec<(&StoredExecution, Fence)> = copies.iter().map(|(e, f)| (e, *f)).collect();
-        self.cache_all(&copies, Put::Newer).await;
+        if !copies.is_empty() {
+            self.cache.queued(copies.iter().map(|(e, _)| e.id.as_str()));
+            if let Err(mpsc::error::SendError(Behind::Copies(lost))) =
+                self.behind.send(Behind::Copies(copies)).await
+            {
+                // The copy task is gone (its runtime is shutting down): Redis stays behind.
+                let refs: Vec<_> = lost.iter().map(|(e, f)| (e, *f)).collect();
+                self.cache.put_all(&refs, Put::Newer, true).await;
+            }
+        }
         Ok(outcomes)
     }
 
@@ -196,14 +298,24 @@ impl ExecutionStore for LayeredStore {
             return Ok(None);
         };
         // Refill only if Redis has nothing: a save may have landed since PostgreSQL answered.
-        if !self.suspect().contains(id) {
-            self.cache(&found, fence, Put::IfAbsent).await;
+        if !self.cache.is_stale(id) {
+            self.cache
+                .put_all(&[(&found, fence)], Put::IfAbsent, false)
+                .await;
         }
         Ok(Some(found))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
         self.postgres.list(filter).await
+    }
+
+    /// Waits until every copy queued so far has been sent to Redis.
+    async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.behind.send(Behind::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 }
 
@@ -247,7 +359,7 @@ impl LeaseStore for LayeredStore {
             .claim_expired_records(owner, now_ms, until_ms, limit)
             .await?;
         let copies: Vec<(&StoredExecution, Fence)> = claimed.iter().map(|(e, f)| (e, *f)).collect();
-        self.cache_all(&copies, Put::Newer).await;
+        self.cache.put_all(&copies, Put::Newer, false).await;
         Ok(claimed
             .into_iter()
             .map(|(execution, fence)| (execution.id, fence))

@@ -193,6 +193,11 @@ pub trait ExecutionStore: LeaseStore {
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError>;
     /// Executions matching `filter`, newest first (by creation time, then id).
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError>;
+
+    /// Waits until what the store does behind its writes is done: the layered store's Redis
+    /// copies. Every write is durable when it returns; this only keeps other processes that
+    /// read the cache from seeing it behind once this one has exited.
+    async fn flush(&self) {}
 }
 
 /// A batch of one, unwrapped. Takes the record by value, so a caller that built it for the

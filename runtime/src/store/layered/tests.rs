@@ -83,6 +83,7 @@ async fn reads_come_from_redis_and_survive_a_flush_mid_run() {
         .save(&step("e1", "running", 1), fence)
         .await
         .unwrap();
+    f.store.flush().await;
     assert_eq!(
         redis.load("e1").await.unwrap(),
         Some(step("e1", "running", 1))
@@ -104,6 +105,7 @@ async fn reads_come_from_redis_and_survive_a_flush_mid_run() {
         .save(&step("e1", "completed", 2), fence)
         .await
         .unwrap();
+    f.store.flush().await;
     assert_eq!(
         redis.load("e1").await.unwrap(),
         Some(step("e1", "completed", 2))
@@ -150,6 +152,7 @@ async fn a_stale_copy_in_redis_is_replaced_on_claim() {
         .create(&step("e1", "running", 0), "a", 10)
         .await
         .unwrap();
+    f.store.flush().await;
     // The owner's later save reached PostgreSQL but not Redis (as when Redis was down).
     postgres
         .save(&step("e1", "running", 5), first)
@@ -178,6 +181,8 @@ async fn a_stale_copy_in_redis_is_replaced_on_claim() {
         .save(&step("e1", "completed", 7), second)
         .await
         .unwrap();
+    // Other processes read the Redis copy, which is written behind the commit.
+    other.flush().await;
     assert_eq!(
         f.store.load("e1").await.unwrap(),
         Some(step("e1", "completed", 7))
@@ -231,6 +236,7 @@ async fn a_bulk_claim_replaces_stale_copies_in_redis() {
             .create(&step(id, "running", 0), "dead", 10)
             .await
             .unwrap();
+        f.store.flush().await;
         // Committed to PostgreSQL but not copied to Redis (as when Redis was down).
         postgres.save(&step(id, "running", 5), first).await.unwrap();
     }
@@ -253,9 +259,116 @@ async fn a_bulk_claim_replaces_stale_copies_in_redis() {
         );
     }
     other.finish(&step("e1", "completed", 7), 2).await.unwrap();
+    other.flush().await;
     assert_eq!(
         f.store.load("e1").await.unwrap(),
         Some(step("e1", "completed", 7))
     );
     assert_eq!(f.store.lease("e1").await.unwrap(), None);
+}
+
+/// A TCP proxy to the real Redis whose requests can be held back: lets a test stop the
+/// copy task mid-flight without touching the server other tests share.
+struct HeldProxy {
+    url: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl HeldProxy {
+    async fn start(upstream: &str) -> HeldProxy {
+        let upstream = url::Url::parse(upstream).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            upstream.host_str().unwrap(),
+            upstream.port().unwrap_or(6379)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let (open, gate) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut from_client, to_server) = (client, server);
+                let mut gate = gate.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let (mut client_read, mut client_write) = from_client.split();
+                    let mut to_server = to_server;
+                    let (mut server_read, mut server_write) = to_server.split();
+                    let requests = async {
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = client_read.read(&mut buffer).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            // Held requests wait here, already read from the client.
+                            let _ = gate.wait_for(|open| *open).await;
+                            server_write.write_all(&buffer[..n]).await?;
+                        }
+                    };
+                    let replies = tokio::io::copy(&mut server_read, &mut client_write);
+                    let _ = tokio::join!(requests, replies);
+                });
+            }
+        });
+        HeldProxy { url, open }
+    }
+
+    fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn release(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+#[tokio::test]
+async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back() {
+    let (real, guard) = testing::redis(Duration::from_secs(60));
+    let proxy = HeldProxy::start(&real.url).await;
+    let proxied = RedisConfig {
+        url: proxy.url.clone(),
+        ..real.clone()
+    };
+    let f = with_redis((proxied, guard)).await;
+    let direct = RedisStore::open(&real).await.unwrap();
+    let fence = f
+        .store
+        .create(&step("e1", "running", 0), "a", 10)
+        .await
+        .unwrap();
+    f.store.flush().await;
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", 0))
+    );
+
+    proxy.hold();
+    f.store
+        .save(&step("e1", "running", 1), fence)
+        .await
+        .unwrap();
+    // Committed and answered while Redis has not seen the save; reads go to PostgreSQL.
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", 0))
+    );
+    assert_eq!(
+        f.store.load("e1").await.unwrap(),
+        Some(step("e1", "running", 1))
+    );
+
+    proxy.release();
+    f.store.flush().await;
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", 1))
+    );
+    assert!(!f.store.cache.is_stale("e1"));
+    assert_eq!(
+        f.store.load("e1").await.unwrap(),
+        Some(step("e1", "running", 1))
+    );
 }
