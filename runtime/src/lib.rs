@@ -1,5 +1,6 @@
 //! Orca's runtime: workflow definitions, the engine that runs them, and the pieces it drives.
 
+pub mod cached_json;
 pub mod component;
 pub mod definition;
 pub mod engine;

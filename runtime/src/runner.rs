@@ -18,16 +18,16 @@ pub use lease::LeaseSettings;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use crate::cached_json::CachedJson;
 use crate::definition::{DefinitionSet, LoadError, Source};
 use crate::engine::{Action, Bindings, Event, Execution, Status, Target};
 use crate::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
@@ -78,61 +78,31 @@ impl WorkflowSource {
 /// The texts of a workflow version, shared by every execution of it, with their JSON made
 /// once: every save writes them into the record, and escaping the same YAML again on each
 /// save was the largest single cost of a save.
-#[derive(Clone)]
-pub struct Sources(Arc<SharedSources>);
-
-struct SharedSources {
-    list: Vec<Source>,
-    json: OnceLock<Box<RawValue>>,
-}
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Sources(Arc<CachedJson<Vec<Source>>>);
 
 impl From<Vec<Source>> for Sources {
     fn from(list: Vec<Source>) -> Self {
-        Sources(Arc::new(SharedSources {
-            list,
-            json: OnceLock::new(),
-        }))
+        Sources(Arc::new(CachedJson::new(list)))
     }
 }
 
 impl std::ops::Deref for Sources {
     type Target = [Source];
     fn deref(&self) -> &[Source] {
-        &self.0.list
+        &self.0
     }
 }
 
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.list.fmt(f)
-    }
-}
-
-impl PartialEq for Sources {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.list == other.0.list
-    }
-}
-
-impl Eq for Sources {}
-
-impl std::hash::Hash for Sources {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.list.hash(state);
+        self.0.fmt(f)
     }
 }
 
 impl Serialize for Sources {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let json = match self.0.json.get() {
-            Some(json) => json,
-            None => {
-                let json = serde_json::value::to_raw_value(&self.0.list)
-                    .map_err(serde::ser::Error::custom)?;
-                self.0.json.get_or_init(|| json)
-            }
-        };
-        json.serialize(serializer)
+        self.0.serialize(serializer)
     }
 }
 

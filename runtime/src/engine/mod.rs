@@ -439,7 +439,7 @@ impl Execution {
             Work::Pass(template) => {
                 let result = match template {
                     Some(t) => t.render(&self.scope(plan)),
-                    None => Ok(self.input.clone()),
+                    None => Ok((*self.input).clone()),
                 };
                 match result {
                     Ok(value) => self.complete_with(plan, i, Some(value), None, now_ms),

@@ -185,7 +185,7 @@ impl Execution {
             execution_id: self.id.clone(),
             workflow: self.workflow_id.clone(),
             step: plan.node(i).name.clone(),
-            input: self.input.clone(),
+            input: (*self.input).clone(),
             results: self.results(plan),
             config,
             grants: call.grants.clone(),
@@ -251,7 +251,7 @@ impl Execution {
             Some(template) => Some(template.render(&scope).map_err(|e| format!("body: {e}"))?),
             // Without a body, a method that carries one sends the execution input.
             None if matches!(call.method.as_str(), "POST" | "PUT" | "PATCH") => {
-                Some(self.input.clone())
+                Some((*self.input).clone())
             }
             None => None,
         };

@@ -6,6 +6,7 @@ use std::ops::{Deref, DerefMut};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::cached_json::CachedJson;
 use crate::invoke::{Failure, FailureKind, Request, Response};
 use crate::plan::{NodeId, Plan};
 
@@ -80,7 +81,8 @@ pub struct Execution {
     pub id: String,
     pub workflow_id: String,
     pub status: Status,
-    pub input: Json,
+    /// Never changes: serialized once.
+    pub input: CachedJson<Json>,
     /// The tenant whose execution this is (namespaces component state).
     pub tenant: String,
     /// Service name to base URL, fixed when the execution started.
@@ -88,8 +90,9 @@ pub struct Execution {
     /// Component name to the digest of the bytes that run, fixed when the execution started.
     #[serde(default)]
     pub components: BTreeMap<String, String>,
-    /// One entry per plan node, in plan order.
-    pub steps: Vec<StepRun>,
+    /// One entry per plan node, in plan order. A finished step's run no longer changes, so
+    /// each keeps its JSON between checkpoints.
+    pub steps: Vec<CachedJson<StepRun>>,
     /// The steps that are running, retrying or waiting now.
     pub current: Vec<String>,
     /// Nodes in the order they completed; compensation runs in reverse.
@@ -291,23 +294,25 @@ impl Execution {
             id,
             workflow_id: plan.workflow_id.clone(),
             status: Status::Running,
-            input,
+            input: input.into(),
             tenant: bindings.tenant,
             services: bindings.services,
             components: bindings.components,
             steps: plan
                 .nodes
                 .iter()
-                .map(|n| StepRun {
-                    name: n.name.clone(),
-                    internal: n.internal,
-                    run: Run::new(),
-                    visits: 0,
-                    result: None,
-                    response: None,
-                    chosen: None,
-                    armed: false,
-                    signals: Vec::new(),
+                .map(|n| {
+                    CachedJson::new(StepRun {
+                        name: n.name.clone(),
+                        internal: n.internal,
+                        run: Run::new(),
+                        visits: 0,
+                        result: None,
+                        response: None,
+                        chosen: None,
+                        armed: false,
+                        signals: Vec::new(),
+                    })
                 })
                 .collect(),
             current: Vec::new(),

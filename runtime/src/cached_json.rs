@@ -1,0 +1,155 @@
+//! A value that keeps its JSON until it changes.
+//!
+//! Every checkpoint serializes the whole execution record, yet most of the record is the same
+//! as at the previous checkpoint: the runs of the steps that already finished, the workflow's
+//! sources. Serializing those again made the checkpoints of a workflow quadratic in its
+//! number of steps and was most of the engine's own CPU. Wrapped in [`CachedJson`], such a
+//! part is serialized once and copied as bytes afterwards. Any mutable access drops the
+//! copy, so the bytes written are always those of the current value.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// `T` and, once it has been serialized, its JSON; see the module docs.
+///
+/// Serializes to exactly what `T` serializes to. Meant for `serde_json`, whose serializers
+/// write the cached bytes as they are; other formats see a `RawValue`.
+pub struct CachedJson<T> {
+    value: T,
+    json: OnceLock<Box<RawValue>>,
+}
+
+impl<T> CachedJson<T> {
+    pub fn new(value: T) -> Self {
+        CachedJson {
+            value,
+            json: OnceLock::new(),
+        }
+    }
+
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> From<T> for CachedJson<T> {
+    fn from(value: T) -> Self {
+        CachedJson::new(value)
+    }
+}
+
+impl<T> Deref for CachedJson<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for CachedJson<T> {
+    /// Drops the cached JSON: the caller may change the value through the reference.
+    fn deref_mut(&mut self) -> &mut T {
+        self.json.take();
+        &mut self.value
+    }
+}
+
+impl<T: Serialize> Serialize for CachedJson<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = match self.json.get() {
+            Some(json) => json,
+            None => {
+                let json = serde_json::value::to_raw_value(&self.value)
+                    .map_err(serde::ser::Error::custom)?;
+                self.json.get_or_init(|| json)
+            }
+        };
+        json.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for CachedJson<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(CachedJson::new)
+    }
+}
+
+/// A clone starts without the cache: clones are taken to be looked at (progress reports,
+/// answers), rarely to be serialized, and copying the bytes would cost what caching saves.
+impl<T: Clone> Clone for CachedJson<T> {
+    fn clone(&self) -> Self {
+        CachedJson::new(self.value.clone())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for CachedJson<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for CachedJson<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for CachedJson<T> {}
+
+impl<T: Hash> Hash for CachedJson<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.value.hash(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn serializes_like_the_value_and_follows_every_change() {
+        let mut cached = CachedJson::new(json!({"a": [1, 2], "b": "x\"y"}));
+        let first = serde_json::to_string(&cached).unwrap();
+        assert_eq!(first, serde_json::to_string(&*cached).unwrap());
+        assert!(cached.json.get().is_some(), "the JSON is kept after a save");
+
+        cached["a"][0] = json!(5);
+        let second = serde_json::to_string(&cached).unwrap();
+        assert_eq!(second, r#"{"a":[5,2],"b":"x\"y"}"#);
+
+        let read: CachedJson<Value> = serde_json::from_str(&second).unwrap();
+        assert_eq!(read, cached);
+        assert_eq!(serde_json::to_value(&read).unwrap(), *cached);
+    }
+
+    #[test]
+    fn nested_in_a_record_the_cached_bytes_are_written_as_they_are() {
+        #[derive(Serialize)]
+        struct Record {
+            parts: Vec<CachedJson<Value>>,
+        }
+        let mut record = Record {
+            parts: vec![json!({"n": 1}).into(), json!("two").into()],
+        };
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"parts":[{"n":1},"two"]}"#
+        );
+        *record.parts[1] = json!(3);
+        assert_eq!(
+            serde_json::to_string(&record).unwrap(),
+            r#"{"parts":[{"n":1},3]}"#
+        );
+        assert_eq!(
+            serde_json::to_value(&record).unwrap(),
+            json!({"parts": [{"n": 1}, 3]})
+        );
+    }
+}
