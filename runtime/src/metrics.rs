@@ -337,6 +337,10 @@ impl crate::progress::Progress for Metrics {
 
     fn changed(&self, _plan: &crate::plan::Plan, _before: &Execution, _after: &Execution) {}
 
+    fn compares_changes(&self) -> bool {
+        false
+    }
+
     fn finished(&self, execution: &Execution) {
         self.execution_finished(execution);
     }

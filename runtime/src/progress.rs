@@ -11,6 +11,13 @@ pub trait Progress: Send + Sync {
     fn resumed(&self, execution: &Execution);
     fn changed(&self, plan: &Plan, before: &Execution, after: &Execution);
     fn finished(&self, execution: &Execution);
+
+    /// Whether to call [`changed`](Self::changed) at all. Giving it `before` costs a copy of
+    /// the whole record on every event, which an observer that only counts starts and ends
+    /// (the metrics) should not pay for.
+    fn compares_changes(&self) -> bool {
+        true
+    }
 }
 
 /// Writes progress lines to stderr.
@@ -212,5 +219,9 @@ impl<A: Progress, B: Progress> Progress for Both<A, B> {
     fn finished(&self, execution: &Execution) {
         self.0.finished(execution);
         self.1.finished(execution);
+    }
+
+    fn compares_changes(&self) -> bool {
+        self.0.compares_changes() || self.1.compares_changes()
     }
 }

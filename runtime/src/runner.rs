@@ -516,10 +516,11 @@ impl Runner {
                 batch.push(more);
             }
             for event in batch {
-                let before = self.progress.as_ref().map(|_| record.execution.clone());
+                let compared = self.progress.as_ref().filter(|p| p.compares_changes());
+                let before = compared.map(|_| record.execution.clone());
                 let now = self.clock.now_ms();
                 actions.extend(record.execution.apply(plan, event, now));
-                if let (Some(p), Some(before)) = (&self.progress, before) {
+                if let (Some(p), Some(before)) = (compared, before) {
                     p.changed(plan, &before, &record.execution);
                 }
             }

@@ -337,3 +337,56 @@ fn a_record_written_with_the_shared_sources_json_reads_back_the_same() {
     let value = serde_json::to_value(&record).unwrap();
     assert_eq!(value["workflow"]["sources"][0]["text"], WORKFLOW);
 }
+
+/// Counts what it is told; compares changes only if asked to.
+#[derive(Default)]
+struct Counting {
+    compares: bool,
+    started: AtomicUsize,
+    changed: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+impl crate::progress::Progress for Counting {
+    fn started(&self, _: &Execution) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+    fn resumed(&self, _: &Execution) {}
+    fn changed(&self, _: &Plan, before: &Execution, after: &Execution) {
+        assert_ne!(before, after, "an event changes the record");
+        self.changed.fetch_add(1, Ordering::SeqCst);
+    }
+    fn finished(&self, _: &Execution) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+    fn compares_changes(&self) -> bool {
+        self.compares
+    }
+}
+
+#[tokio::test]
+async fn only_observers_that_compare_records_are_shown_each_change() {
+    let comparing = Arc::new(Counting {
+        compares: true,
+        ..Counting::default()
+    });
+    let counting = Arc::new(Counting::default());
+    for observer in [&comparing, &counting] {
+        let runner = Runner::new(Arc::new(MemoryStore::new()), gated(10))
+            .with_progress(observer.clone() as Arc<dyn crate::progress::Progress>);
+        let (workflow, plan) = source();
+        runner
+            .run(workflow, &plan, json!({}), bindings())
+            .await
+            .unwrap();
+    }
+    // Two steps, each answered: two events.
+    assert_eq!(comparing.changed.load(Ordering::SeqCst), 2);
+    assert_eq!(counting.changed.load(Ordering::SeqCst), 0);
+    for observer in [&comparing, &counting] {
+        assert_eq!(observer.started.load(Ordering::SeqCst), 1);
+        assert_eq!(observer.finished.load(Ordering::SeqCst), 1);
+    }
+    let both = crate::progress::Both(Counting::default(), crate::metrics::Metrics::new());
+    assert!(!crate::progress::Progress::compares_changes(&both));
+}
