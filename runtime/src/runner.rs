@@ -452,61 +452,45 @@ impl Runner {
         // Calls and timers in flight, polled by this task. Dropping the set when the loop
         // returns cancels whatever is still pending.
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+        // An outcome that came in while a checkpoint was being written (see the end).
+        let mut arrived: Option<Event> = None;
         loop {
-            let mut finished = false;
-            for action in actions.drain(..) {
-                match action {
-                    Action::Invoke {
-                        target,
-                        attempt,
-                        request,
-                    } => pending.push(self.call(&record.execution, plan, target, attempt, request)),
-                    Action::Timer {
-                        target,
-                        attempt,
-                        at_ms,
-                    } => {
-                        let delay = at_ms.saturating_sub(self.clock.now_ms());
-                        pending.push(Box::pin(async move {
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                            Event::Timer { target, attempt }
-                        }));
-                    }
-                    Action::Finished => finished = true,
-                }
-            }
-            if finished {
+            if self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending) {
                 self.release(&record.execution.id, fence).await;
                 self.report_finished(record);
                 return Ok(());
             }
-            let first = tokio::select! {
-                // With nothing pending this branch is disabled until the next turn.
-                Some(event) = pending.next() => event,
-                reason = lease.lost() => {
-                    return Err(RunError::LeaseLost {
-                        id: record.execution.id.clone(),
-                        reason,
-                    });
-                }
-                message = receive(&mut control), if control_open => {
-                    match message {
-                        Some(Control::Cancel(reason)) => {
-                            let now = self.clock.now_ms();
-                            actions.extend(record.execution.cancel(plan, &reason, now));
-                            self.save(record, fence).await?;
-                        }
-                        Some(Control::Stop) => {
-                            // The last save is the checkpoint: calls in flight are sent again
-                            // (same idempotency key) by whoever resumes.
-                            self.release(&record.execution.id, fence).await;
-                            return Err(RunError::Stopped {
-                                id: record.execution.id.clone(),
-                            });
-                        }
-                        None => control_open = false,
+            let first = if let Some(event) = arrived.take() {
+                event
+            } else {
+                tokio::select! {
+                    // With nothing pending this branch is disabled until the next turn.
+                    Some(event) = pending.next() => event,
+                    reason = lease.lost() => {
+                        return Err(RunError::LeaseLost {
+                            id: record.execution.id.clone(),
+                            reason,
+                        });
                     }
-                    continue;
+                    message = receive(&mut control), if control_open => {
+                        match message {
+                            Some(Control::Cancel(reason)) => {
+                                let now = self.clock.now_ms();
+                                actions.extend(record.execution.cancel(plan, &reason, now));
+                                self.save(record, fence).await?;
+                            }
+                            Some(Control::Stop) => {
+                                // The last save is the checkpoint: calls in flight are sent
+                                // again (same idempotency key) by whoever resumes.
+                                self.release(&record.execution.id, fence).await;
+                                return Err(RunError::Stopped {
+                                    id: record.execution.id.clone(),
+                                });
+                            }
+                            None => control_open = false,
+                        }
+                        continue;
+                    }
                 }
             };
             // Apply everything that has already arrived before the next write: one commit
@@ -530,9 +514,51 @@ impl Runner {
                 self.report_finished(record);
                 return Ok(());
             }
-            // Durable before any action this batch produced is carried out.
-            self.save(record, fence).await?;
+            if self.store.is_durable() {
+                // Durable before any action this batch produced is carried out.
+                self.save(record, fence).await?;
+            } else {
+                // A store that keeps nothing across a crash protects nothing by being
+                // written first: send the calls, then write while they are in flight.
+                self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending);
+                arrived = pending.next().now_or_never().flatten();
+                self.save(record, fence).await?;
+            }
         }
+    }
+
+    /// Puts the calls and timers of `actions` in flight (they start when `pending` is next
+    /// polled); whether one of the actions is [`Action::Finished`].
+    fn put_in_flight(
+        &self,
+        execution: &Execution,
+        plan: &Plan,
+        actions: impl Iterator<Item = Action>,
+        pending: &mut FuturesUnordered<Pending>,
+    ) -> bool {
+        let mut finished = false;
+        for action in actions {
+            match action {
+                Action::Invoke {
+                    target,
+                    attempt,
+                    request,
+                } => pending.push(self.call(execution, plan, target, attempt, request)),
+                Action::Timer {
+                    target,
+                    attempt,
+                    at_ms,
+                } => {
+                    let delay = at_ms.saturating_sub(self.clock.now_ms());
+                    pending.push(Box::pin(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        Event::Timer { target, attempt }
+                    }));
+                }
+                Action::Finished => finished = true,
+            }
+        }
+        finished
     }
 
     fn report_finished(&self, record: &ExecutionRecord) {

@@ -390,3 +390,71 @@ async fn only_observers_that_compare_records_are_shown_each_change() {
     let both = crate::progress::Both(Counting::default(), crate::metrics::Metrics::new());
     assert!(!crate::progress::Progress::compares_changes(&both));
 }
+
+/// Answers every call at once; when `second` is called, notes what the store then holds for
+/// step `first`.
+struct Peeking {
+    store: Arc<dyn ExecutionStore>,
+    first_when_second_called: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl Invoker for Peeking {
+    async fn invoke(&self, request: &Request, _attempt: u32) -> Result<Response, Failure> {
+        if let Request::Http(http) = request
+            && http.url.ends_with("/second")
+        {
+            let stored = self.store.list(&Default::default()).await.unwrap();
+            let record: serde_json::Value = serde_json::from_slice(&stored[0].body).unwrap();
+            let status = record["execution"]["steps"][0]["status"].as_str().unwrap();
+            *self.first_when_second_called.lock().unwrap() = Some(status.to_string());
+        }
+        Ok(Response {
+            status: 200,
+            headers: BTreeMap::new(),
+            body: json!({"ok": true}),
+        })
+    }
+}
+
+/// What the store held for step `first` when step `second` was called.
+async fn first_as_stored_when_second_is_called(store: Arc<dyn ExecutionStore>) -> String {
+    let invoker = Arc::new(Peeking {
+        store: store.clone(),
+        first_when_second_called: Default::default(),
+    });
+    let (workflow, plan) = source();
+    let done = Runner::new(store, invoker.clone())
+        .run(workflow, &plan, json!({}), bindings())
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let seen = invoker.first_when_second_called.lock().unwrap().clone();
+    seen.expect("step second was called")
+}
+
+#[tokio::test]
+async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does_not_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = crate::store::open(&crate::store::StoreConfig::Sqlite(dir.path().join("e.db")))
+        .await
+        .unwrap();
+    assert!(sqlite.is_durable());
+    assert_eq!(
+        first_as_stored_when_second_is_called(sqlite).await,
+        "completed"
+    );
+
+    // Nothing in memory survives a crash, so the call goes out before the write.
+    let memory: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
+    assert!(!memory.is_durable());
+    assert_eq!(
+        first_as_stored_when_second_is_called(memory.clone()).await,
+        "running"
+    );
+    let stored = memory.list(&Default::default()).await.unwrap();
+    assert_eq!(
+        stored[0].status, "completed",
+        "the last checkpoint still lands"
+    );
+}

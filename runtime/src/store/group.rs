@@ -317,6 +317,10 @@ impl ExecutionStore for GroupCommit {
     async fn flush(&self) {
         self.inner.flush().await
     }
+
+    fn is_durable(&self) -> bool {
+        self.inner.is_durable()
+    }
 }
 
 #[async_trait]

@@ -138,6 +138,10 @@ impl ExecutionStore for MemoryStore {
         Ok(self.lock()?.get(id).map(|e| e.record.clone()))
     }
 
+    fn is_durable(&self) -> bool {
+        false
+    }
+
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
         let mut matching: Vec<StoredExecution> = {
             let executions = self.lock()?;

@@ -198,6 +198,12 @@ pub trait ExecutionStore: LeaseStore {
     /// copies. Every write is durable when it returns; this only keeps other processes that
     /// read the cache from seeing it behind once this one has exited.
     async fn flush(&self) {}
+
+    /// Whether the store keeps executions across a crash of this process. The runner writes
+    /// a checkpoint before acting on it only where the checkpoint can outlive a crash.
+    fn is_durable(&self) -> bool {
+        true
+    }
 }
 
 /// A batch of one, unwrapped. Takes the record by value, so a caller that built it for the
