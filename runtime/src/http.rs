@@ -62,7 +62,11 @@ impl HttpInvoker {
         })
     }
 
-    async fn call(&self, request: &HttpRequest, described: &str) -> Result<Response, Failure> {
+    async fn call(
+        &self,
+        request: &HttpRequest,
+        described: Described<'_>,
+    ) -> Result<Response, Failure> {
         let prepared = self.prepare(request, described)?;
         let mut response = self.client.execute(prepared).await.map_err(|error| {
             let context = if error.is_connect() {
@@ -107,7 +111,11 @@ impl HttpInvoker {
 
     /// Validates everything up front so a malformed request is reported as
     /// [`FailureKind::Invalid`] (never retried) instead of surfacing as a transport error.
-    fn prepare(&self, request: &HttpRequest, described: &str) -> Result<reqwest::Request, Failure> {
+    fn prepare(
+        &self,
+        request: &HttpRequest,
+        described: Described<'_>,
+    ) -> Result<reqwest::Request, Failure> {
         let invalid =
             |reason: String| Failure::new(FailureKind::Invalid, format!("{described}: {reason}"));
 
@@ -171,11 +179,11 @@ impl Invoker for HttpInvoker {
                 format!("{} is not an HTTP request", request.describe()),
             ));
         };
-        let described = request.describe();
+        let described = Described(http);
         // One deadline around everything, body included: a server that trickles its body must
         // not be able to hold a step longer than its timeout.
         let limit = Duration::from_millis(http.timeout_ms);
-        match tokio::time::timeout(limit, self.call(http, &described)).await {
+        match tokio::time::timeout(limit, self.call(http, described)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::new(
                 FailureKind::Timeout,
@@ -185,6 +193,17 @@ impl Invoker for HttpInvoker {
                 ),
             )),
         }
+    }
+}
+
+/// How failures name a call (`POST http://…/payments`, as [`Request::describe`] does),
+/// formatted only when a failure needs it rather than on every call.
+#[derive(Clone, Copy)]
+struct Described<'a>(&'a HttpRequest);
+
+impl std::fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0.method, self.0.url)
     }
 }
 
@@ -207,7 +226,7 @@ impl BodyError {
         }
     }
 
-    fn into_failure(self, limit: usize, described: &str) -> Failure {
+    fn into_failure(self, limit: usize, described: Described<'_>) -> Failure {
         match self {
             BodyError::TooLarge => Failure::new(
                 FailureKind::BodyTooLarge,
@@ -241,7 +260,7 @@ async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Vec
 }
 
 /// Maps a reqwest error raised while sending or reading to the kind a retry policy needs.
-fn transport_failure(error: &reqwest::Error, described: &str, context: &str) -> Failure {
+fn transport_failure(error: &reqwest::Error, described: Described<'_>, context: &str) -> Failure {
     let kind = if error.is_timeout() {
         FailureKind::Timeout
     } else if error.is_builder() {
