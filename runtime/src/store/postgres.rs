@@ -711,6 +711,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn records_are_compressed_with_lz4_where_the_server_has_it() {
+        let (config, _guard) = testing::postgres();
+        let store = PostgresStore::open(&config).await.unwrap();
+        let client = store.client().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT a.attcompression::text,
+                        COALESCE((SELECT 'lz4' = ANY(enumvals) FROM pg_settings
+                                  WHERE name = 'default_toast_compression'), false)
+                 FROM pg_attribute a
+                 WHERE a.attrelid = 'orca_executions'::regclass AND a.attname = 'body'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (method, has_lz4): (String, bool) = (row.get(0), row.get(1));
+        // `l` is lz4; an empty method is the server's default (pglz).
+        assert_eq!(method, if has_lz4 { "l" } else { "" });
+        // A record well past the compression threshold still reads back as written.
+        let mut big = crate::store::conformance::execution("e1", "wf", "running", 1);
+        big.body = serde_json::to_vec(&vec!["a step's worth of JSON"; 400]).unwrap();
+        let fence = store.create(&big, "me", 10).await.unwrap();
+        store.save(&big, fence).await.unwrap();
+        assert_eq!(store.load("e1").await.unwrap(), Some(big));
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_is_a_clear_error() {
         let config = PostgresConfig {
             url: "postgresql://postgres:secret@127.0.0.1:1/test?connect_timeout=2".into(),

@@ -45,6 +45,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // those rewrites fit beside the old version (a HOT update), which touches none of the
     // five indexes and writes less WAL; measured in bench/FINDINGS.md.
     "ALTER TABLE orca_executions SET (fillfactor = 50);",
+    // 4: a record past about 2 KB is compressed on every write, and pglz, the default, was
+    // the largest single cost inside PostgreSQL under load (bench/FINDINGS.md). lz4 does the
+    // same job several times faster; servers built without it keep pglz.
+    "DO $$ BEGIN
+        IF EXISTS (SELECT 1 FROM pg_settings
+                   WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
+            ALTER TABLE orca_executions ALTER COLUMN body SET COMPRESSION lz4;
+        END IF;
+    END $$;",
 ];
 
 /// Creates `schema` if given (it is on the connection's search path already) and applies the
