@@ -130,6 +130,13 @@ impl Cache {
         }
     }
 
+    /// A queued copy that a newer copy of the same execution replaces: it lands with that one.
+    fn superseded(&self, id: &str) {
+        if let Some(entry) = self.stale().get_mut(id) {
+            entry.queued = entry.queued.saturating_sub(1);
+        }
+    }
+
     /// Copies records PostgreSQL committed into Redis, best effort, in one round trip.
     /// `queued`: these copies were counted by [`queued`](Self::queued).
     async fn put_all(&self, copies: &[(&StoredExecution, Fence)], mode: Put, queued: bool) {
@@ -192,8 +199,23 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>) {
                 next = queue.try_recv().ok();
             }
         }
-        let refs: Vec<(&StoredExecution, Fence)> = copies.iter().map(|(e, f)| (e, *f)).collect();
-        cache.put_all(&refs, Put::Newer, true).await;
+        // Of several copies of one execution only the newest needs sending: it overwrites
+        // the others in Redis anyway.
+        {
+            let mut newest: HashMap<&str, usize> = HashMap::with_capacity(copies.len());
+            for (index, (execution, _)) in copies.iter().enumerate() {
+                newest.insert(&execution.id, index);
+            }
+            let mut sent: Vec<(&StoredExecution, Fence)> = Vec::with_capacity(newest.len());
+            for (index, (execution, fence)) in copies.iter().enumerate() {
+                if newest[execution.id.as_str()] == index {
+                    sent.push((execution, *fence));
+                } else {
+                    cache.superseded(&execution.id);
+                }
+            }
+            cache.put_all(&sent, Put::Newer, true).await;
+        }
         copies.clear();
         for done in flushes.drain(..) {
             let _ = done.send(());

@@ -272,6 +272,8 @@ async fn a_bulk_claim_replaces_stale_copies_in_redis() {
 struct HeldProxy {
     url: String,
     open: tokio::sync::watch::Sender<bool>,
+    /// Script calls (one per copy written) passed on to Redis.
+    scripts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl HeldProxy {
@@ -285,11 +287,14 @@ impl HeldProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("redis://{}", listener.local_addr().unwrap());
         let (open, gate) = tokio::sync::watch::channel(true);
+        let scripts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = scripts.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
                 let (mut from_client, to_server) = (client, server);
                 let mut gate = gate.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
                     let (mut client_read, mut client_write) = from_client.split();
@@ -304,6 +309,8 @@ impl HeldProxy {
                             }
                             // Held requests wait here, already read from the client.
                             let _ = gate.wait_for(|open| *open).await;
+                            let calls = buffer[..n].windows(7).filter(|w| w == b"EVALSHA");
+                            counted.fetch_add(calls.count(), Ordering::SeqCst);
                             server_write.write_all(&buffer[..n]).await?;
                         }
                     };
@@ -312,7 +319,7 @@ impl HeldProxy {
                 });
             }
         });
-        HeldProxy { url, open }
+        HeldProxy { url, open, scripts }
     }
 
     fn hold(&self) {
@@ -371,4 +378,46 @@ async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back(
         f.store.load("e1").await.unwrap(),
         Some(step("e1", "running", 1))
     );
+}
+
+#[tokio::test]
+async fn copies_queued_for_one_execution_are_sent_as_the_newest_alone() {
+    let (real, guard) = testing::redis(Duration::from_secs(60));
+    let proxy = HeldProxy::start(&real.url).await;
+    let proxied = RedisConfig {
+        url: proxy.url.clone(),
+        ..real.clone()
+    };
+    let f = with_redis((proxied, guard)).await;
+    let direct = RedisStore::open(&real).await.unwrap();
+    let fence = f
+        .store
+        .create(&step("e1", "running", 0), "a", 10)
+        .await
+        .unwrap();
+    f.store.flush().await;
+    let before = proxy.scripts.load(Ordering::SeqCst);
+
+    // The first copy is held on its way; the next two queue behind it.
+    proxy.hold();
+    for n in 1..=3 {
+        f.store
+            .save(&step("e1", "running", n), fence)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        f.store.load("e1").await.unwrap(),
+        Some(step("e1", "running", 3))
+    );
+    proxy.release();
+    f.store.flush().await;
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", 3))
+    );
+    assert!(!f.store.cache.is_stale("e1"));
+    // Copy 1 went out alone (unless the copy task was slow to pick it up); 2 and 3 as one.
+    let sent = proxy.scripts.load(Ordering::SeqCst) - before;
+    assert!((1..=2).contains(&sent), "{sent} copies sent for 3 saves");
 }
