@@ -61,6 +61,21 @@ fn step(id: &str, status: &str, n: u8) -> StoredExecution {
     e
 }
 
+/// Saves `e1` as of each of `saves`, then checks that the store reads back the last.
+async fn save_running(f: &Fixture, fence: Fence, saves: std::ops::RangeInclusive<u8>) {
+    let last = *saves.end();
+    for n in saves {
+        f.store
+            .save(&step("e1", "running", n), fence)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        f.store.load("e1").await.unwrap(),
+        Some(step("e1", "running", last))
+    );
+}
+
 fn claim(owner: &str) -> Claim<'_> {
     Claim {
         owner,
@@ -200,16 +215,7 @@ async fn with_redis_down_everything_still_goes_to_postgresql() {
         .create(&step("e1", "running", 0), "a", 10)
         .await
         .unwrap();
-    for n in 1..20 {
-        f.store
-            .save(&step("e1", "running", n), fence)
-            .await
-            .unwrap();
-    }
-    assert_eq!(
-        f.store.load("e1").await.unwrap(),
-        Some(step("e1", "running", 19))
-    );
+    save_running(&f, fence, 1..=19).await;
     assert_eq!(f.store.list(&ListFilter::default()).await.unwrap().len(), 1);
     let second = f.store.claim("e1", &claim("b")).await.unwrap().unwrap();
     assert!(matches!(
@@ -331,8 +337,9 @@ impl HeldProxy {
     }
 }
 
-#[tokio::test]
-async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back() {
+/// A store whose Redis traffic goes through a [`HeldProxy`], with execution `e1` created and
+/// its copy landed; also a connection straight to Redis, and `e1`'s fence.
+async fn behind_a_proxy() -> (Fixture, HeldProxy, RedisStore, Fence) {
     let (real, guard) = testing::redis(Duration::from_secs(60));
     let proxy = HeldProxy::start(&real.url).await;
     let proxied = RedisConfig {
@@ -347,6 +354,23 @@ async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back(
         .await
         .unwrap();
     f.store.flush().await;
+    (f, proxy, direct, fence)
+}
+
+/// Lets the held copies through and checks that Redis then holds `e1` as of save `n`.
+async fn release_and_expect(f: &Fixture, proxy: &HeldProxy, direct: &RedisStore, n: u8) {
+    proxy.release();
+    f.store.flush().await;
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", n))
+    );
+    assert!(!f.store.cache.is_stale("e1"));
+}
+
+#[tokio::test]
+async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back() {
+    let (f, proxy, direct, fence) = behind_a_proxy().await;
     assert_eq!(
         direct.load("e1").await.unwrap(),
         Some(step("e1", "running", 0))
@@ -367,13 +391,7 @@ async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back(
         Some(step("e1", "running", 1))
     );
 
-    proxy.release();
-    f.store.flush().await;
-    assert_eq!(
-        direct.load("e1").await.unwrap(),
-        Some(step("e1", "running", 1))
-    );
-    assert!(!f.store.cache.is_stale("e1"));
+    release_and_expect(&f, &proxy, &direct, 1).await;
     assert_eq!(
         f.store.load("e1").await.unwrap(),
         Some(step("e1", "running", 1))
@@ -382,41 +400,13 @@ async fn a_save_is_answered_before_its_redis_copy_lands_and_reads_never_go_back(
 
 #[tokio::test]
 async fn copies_queued_for_one_execution_are_sent_as_the_newest_alone() {
-    let (real, guard) = testing::redis(Duration::from_secs(60));
-    let proxy = HeldProxy::start(&real.url).await;
-    let proxied = RedisConfig {
-        url: proxy.url.clone(),
-        ..real.clone()
-    };
-    let f = with_redis((proxied, guard)).await;
-    let direct = RedisStore::open(&real).await.unwrap();
-    let fence = f
-        .store
-        .create(&step("e1", "running", 0), "a", 10)
-        .await
-        .unwrap();
-    f.store.flush().await;
+    let (f, proxy, direct, fence) = behind_a_proxy().await;
     let before = proxy.scripts.load(Ordering::SeqCst);
 
     // The first copy is held on its way; the next two queue behind it.
     proxy.hold();
-    for n in 1..=3 {
-        f.store
-            .save(&step("e1", "running", n), fence)
-            .await
-            .unwrap();
-    }
-    assert_eq!(
-        f.store.load("e1").await.unwrap(),
-        Some(step("e1", "running", 3))
-    );
-    proxy.release();
-    f.store.flush().await;
-    assert_eq!(
-        direct.load("e1").await.unwrap(),
-        Some(step("e1", "running", 3))
-    );
-    assert!(!f.store.cache.is_stale("e1"));
+    save_running(&f, fence, 1..=3).await;
+    release_and_expect(&f, &proxy, &direct, 3).await;
     // Copy 1 went out alone (unless the copy task was slow to pick it up); 2 and 3 as one.
     let sent = proxy.scripts.load(Ordering::SeqCst) - before;
     assert!((1..=2).contains(&sent), "{sent} copies sent for 3 saves");
