@@ -62,19 +62,15 @@ impl HttpInvoker {
         })
     }
 
-    async fn call(
-        &self,
-        request: &HttpRequest,
-        described: Described<'_>,
-    ) -> Result<Response, Failure> {
-        let prepared = self.prepare(request, described)?;
+    async fn call(&self, request: &HttpRequest) -> Result<Response, Failure> {
+        let prepared = self.prepare(request)?;
         let mut response = self.client.execute(prepared).await.map_err(|error| {
             let context = if error.is_connect() {
                 "could not connect"
             } else {
                 "request failed"
             };
-            transport_failure(&error, described, context)
+            transport_failure(&error, request, context)
         })?;
 
         let status = response.status();
@@ -89,7 +85,7 @@ impl HttpInvoker {
                 Ok(bytes) => snippet(bytes),
                 Err(error) => format!("({})", error.describe(self.max_body_bytes)),
             };
-            let mut message = format!("{described} returned {}", status_text(status));
+            let mut message = format!("{request} returned {}", status_text(status));
             if !detail.is_empty() {
                 message.push_str(": ");
                 message.push_str(&detail);
@@ -101,7 +97,7 @@ impl HttpInvoker {
             });
         }
 
-        let body = body.map_err(|error| error.into_failure(self.max_body_bytes, described))?;
+        let body = body.map_err(|error| error.into_failure(self.max_body_bytes, request))?;
         Ok(Response {
             status: status.as_u16(),
             headers,
@@ -111,13 +107,9 @@ impl HttpInvoker {
 
     /// Validates everything up front so a malformed request is reported as
     /// [`FailureKind::Invalid`] (never retried) instead of surfacing as a transport error.
-    fn prepare(
-        &self,
-        request: &HttpRequest,
-        described: Described<'_>,
-    ) -> Result<reqwest::Request, Failure> {
+    fn prepare(&self, request: &HttpRequest) -> Result<reqwest::Request, Failure> {
         let invalid =
-            |reason: String| Failure::new(FailureKind::Invalid, format!("{described}: {reason}"));
+            |reason: String| Failure::new(FailureKind::Invalid, format!("{request}: {reason}"));
 
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| invalid(format!("invalid HTTP method {:?}", request.method)))?;
@@ -179,31 +171,16 @@ impl Invoker for HttpInvoker {
                 format!("{} is not an HTTP request", request.describe()),
             ));
         };
-        let described = Described(http);
         // One deadline around everything, body included: a server that trickles its body must
         // not be able to hold a step longer than its timeout.
         let limit = Duration::from_millis(http.timeout_ms);
-        match tokio::time::timeout(limit, self.call(http, described)).await {
+        match tokio::time::timeout(limit, self.call(http)).await {
             Ok(result) => result,
             Err(_) => Err(Failure::new(
                 FailureKind::Timeout,
-                format!(
-                    "{described} timed out after {}",
-                    format_millis(http.timeout_ms)
-                ),
+                format!("{http} timed out after {}", format_millis(http.timeout_ms)),
             )),
         }
-    }
-}
-
-/// How failures name a call (`POST http://…/payments`, as [`Request::describe`] does),
-/// formatted only when a failure needs it rather than on every call.
-#[derive(Clone, Copy)]
-struct Described<'a>(&'a HttpRequest);
-
-impl std::fmt::Display for Described<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.0.method, self.0.url)
     }
 }
 
@@ -226,14 +203,14 @@ impl BodyError {
         }
     }
 
-    fn into_failure(self, limit: usize, described: Described<'_>) -> Failure {
+    fn into_failure(self, limit: usize, request: &HttpRequest) -> Failure {
         match self {
             BodyError::TooLarge => Failure::new(
                 FailureKind::BodyTooLarge,
-                format!("{described}: {}", self.describe(limit)),
+                format!("{request}: {}", self.describe(limit)),
             ),
             BodyError::Transport(error) => {
-                transport_failure(&error, described, "reading the response failed")
+                transport_failure(&error, request, "reading the response failed")
             }
         }
     }
@@ -260,7 +237,7 @@ async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Vec
 }
 
 /// Maps a reqwest error raised while sending or reading to the kind a retry policy needs.
-fn transport_failure(error: &reqwest::Error, described: Described<'_>, context: &str) -> Failure {
+fn transport_failure(error: &reqwest::Error, request: &HttpRequest, context: &str) -> Failure {
     let kind = if error.is_timeout() {
         FailureKind::Timeout
     } else if error.is_builder() {
@@ -272,7 +249,7 @@ fn transport_failure(error: &reqwest::Error, described: Described<'_>, context: 
     };
     Failure::new(
         kind,
-        format!("{described}: {context}: {}", error_chain(error)),
+        format!("{request}: {context}: {}", error_chain(error)),
     )
 }
 

@@ -34,11 +34,19 @@ pub struct HttpRequest {
     pub service: Option<String>,
 }
 
+/// `POST http://…/payments`: how progress lines and failures name a call. A `Display` rather
+/// than a `String`, so that a call pays for the text only when a message needs it.
+impl std::fmt::Display for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.url)
+    }
+}
+
 impl Request {
     /// A short description for progress lines and errors (`POST http://…/payments`).
     pub fn describe(&self) -> String {
         match self {
-            Request::Http(http) => format!("{} {}", http.method, http.url),
+            Request::Http(http) => http.to_string(),
             Request::Component(c) => match c.phase {
                 Phase::Run => format!("component {}", c.component),
                 Phase::Compensate => format!("component {} (compensate)", c.component),
