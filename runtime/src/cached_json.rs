@@ -31,10 +31,6 @@ impl<T> CachedJson<T> {
             json: OnceLock::new(),
         }
     }
-
-    pub fn into_inner(self) -> T {
-        self.value
-    }
 }
 
 impl<T> From<T> for CachedJson<T> {

@@ -232,10 +232,11 @@ impl LayeredStore {
             health: Health::default(),
             stale: Mutex::new(HashMap::new()),
         });
+        let postgres = PostgresStore::open(postgres).await?;
         let (behind, queue) = mpsc::channel(QUEUED_BATCHES);
         tokio::spawn(copy_behind(cache.clone(), queue));
         Ok(LayeredStore {
-            postgres: PostgresStore::open(postgres).await?,
+            postgres,
             cache,
             behind,
         })
