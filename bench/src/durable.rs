@@ -37,6 +37,15 @@ fn redis(settings: &Settings, prefix: &str) -> RedisConfig {
     }
 }
 
+/// The stores section 4 measures, as `--stores` names them.
+pub(crate) const STORES: [&str; 5] = [
+    "memory",
+    "sqlite",
+    "postgresql",
+    "redis",
+    "redis+postgresql",
+];
+
 pub(crate) async fn durable(
     settings: &Settings,
     base: &str,
@@ -110,29 +119,21 @@ pub(crate) async fn durable(
     }
 
     let tag = &settings.tag;
-    let stores = [
-        ("memory", StoreConfig::Memory),
-        ("sqlite", StoreConfig::Sqlite(dir.join("durable.db"))),
-        (
-            "postgresql",
-            StoreConfig::Postgres(postgres(settings, &format!("{tag}_d"))),
-        ),
-        (
-            "redis",
-            StoreConfig::Redis {
-                redis: redis(settings, "d"),
-                persistence: None,
-            },
-        ),
-        (
-            "redis+postgresql",
-            StoreConfig::Redis {
-                redis: redis(settings, "l"),
-                persistence: Some(postgres(settings, &format!("{tag}_l"))),
-            },
-        ),
+    // In the order of `STORES`.
+    let configs = [
+        StoreConfig::Memory,
+        StoreConfig::Sqlite(dir.join("durable.db")),
+        StoreConfig::Postgres(postgres(settings, &format!("{tag}_d"))),
+        StoreConfig::Redis {
+            redis: redis(settings, "d"),
+            persistence: None,
+        },
+        StoreConfig::Redis {
+            redis: redis(settings, "l"),
+            persistence: Some(postgres(settings, &format!("{tag}_l"))),
+        },
     ];
-    for (name, config) in stores {
+    for (name, config) in STORES.into_iter().zip(configs) {
         if let Some(only) = &settings.stores
             && !only.iter().any(|s| s == name)
         {

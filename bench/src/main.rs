@@ -69,7 +69,17 @@ fn parse_args() -> Result<Args> {
                 let list = it
                     .next()
                     .context("--stores needs a list like sqlite,postgresql")?;
-                args.stores = Some(list.split(',').map(|s| s.trim().to_string()).collect());
+                let stores: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(unknown) = stores
+                    .iter()
+                    .find(|s| !durable::STORES.contains(&s.as_str()))
+                {
+                    bail!(
+                        "--stores: unknown store `{unknown}` (known: {})",
+                        durable::STORES.join(", ")
+                    );
+                }
+                args.stores = Some(stores);
             }
             "-h" | "--help" => {
                 println!(
