@@ -114,6 +114,24 @@ impl Store {
         Running::start(self.command(args))
     }
 
+    /// The `status` of this store's Redis copy of execution `id`, if Redis holds one.
+    pub fn redis_status(&self, id: &str) -> Option<String> {
+        let key = format!("{}exec:{id}", self.prefix);
+        let (sender, status) = mpsc::channel();
+        on_runtime(async move {
+            let client = redis::Client::open(redis_url()).expect("a Redis URL");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("Redis is reachable");
+            let found: Option<String> = redis::AsyncCommands::hget(&mut conn, key, "status")
+                .await
+                .expect("HGET works");
+            let _ = sender.send(found);
+        });
+        status.recv().expect("the status was read")
+    }
+
     /// Deletes this store's Redis keys: what FLUSHALL does, to this test's data only.
     pub fn flush_redis(&self) {
         let prefix = self.prefix.clone();

@@ -1,11 +1,13 @@
 //! The seed's state store from the command line: Redis in front of PostgreSQL surviving a
 //! flush and an outage, and `orca resume` refusing to steal a live execution.
 
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Backend, Store, finish};
+use super::{Backend, Store, finish, redis_url};
 use crate::support::{Gate, Mock, Reply, execution_id, services};
 
 const TWO_STEPS: &str = r#"apiVersion: orca.dev/v1
@@ -113,4 +115,63 @@ fn resuming_an_execution_another_process_drives_is_refused() {
     let resumed = store.run(&["resume".into(), id]);
     resumed.expect_code(0);
     assert_eq!(resumed.json()["status"], "completed");
+}
+
+/// A relay to the test Redis that holds every request `delay` before passing it on, as a
+/// Redis under load would answer; returns its URL.
+fn slow_redis(delay: Duration) -> String {
+    let upstream = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the relay");
+    let address = listener.local_addr().expect("the relay's address");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (Ok(mut requests), Ok(mut to_server)) = (client.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 64 * 1024];
+                while let Ok(n @ 1..) = requests.read(&mut buffer) {
+                    std::thread::sleep(delay);
+                    if to_server.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (mut replies, mut to_client) = (server, client);
+            std::thread::spawn(move || std::io::copy(&mut replies, &mut to_client));
+        }
+    });
+    format!("redis://{address}")
+}
+
+#[test]
+fn orca_run_exits_only_once_its_redis_copies_have_landed() {
+    let store = Store::new(Backend::RedisPersisted);
+    let mock = Mock::start();
+    mock.on("/first", Reply::json(json!({"n": 1})));
+    mock.on("/second", Reply::json(json!({"n": 2})));
+    // The steps finish long before Redis has answered for the first copy, so the last
+    // copies are still queued when the workflow ends.
+    let mut command = store.command(&run_args(&store, &mock));
+    command.env(
+        "ORCA_REDIS_URL",
+        format!(
+            "{}?prefix={}",
+            slow_redis(Duration::from_millis(200)),
+            store.prefix
+        ),
+    );
+    let out = finish(command);
+    out.expect_code(0);
+    assert_eq!(out.json()["status"], "completed");
+    let id = out.json()["id"].as_str().expect("an id").to_string();
+    // What other processes read first is already the final record.
+    assert_eq!(store.redis_status(&id).as_deref(), Some("completed"));
 }
