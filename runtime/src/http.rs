@@ -122,7 +122,8 @@ impl HttpInvoker {
             )));
         }
 
-        let mut headers = HeaderMap::new();
+        // The workflow's headers and the three set below.
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
         for (name, value) in &request.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("invalid header name {name:?}")))?;

@@ -576,10 +576,10 @@ impl Runner {
         plan: &Plan,
         target: Target,
         attempt: u32,
-        request: Request,
+        request: Arc<Request>,
     ) -> Pending {
         let invoker = self.invoker.clone();
-        let on_its_own_task = matches!(request, Request::Component(_));
+        let on_its_own_task = matches!(*request, Request::Component(_));
         let call = tracing::Instrument::instrument(
             async move {
                 match invoker.invoke(&request, attempt).await {

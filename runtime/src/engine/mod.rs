@@ -11,6 +11,8 @@ mod state;
 
 pub use state::*;
 
+use std::sync::Arc;
+
 use serde_json::Value as Json;
 
 use crate::component::{Export, Phase};
@@ -51,7 +53,7 @@ pub enum Action {
     Invoke {
         target: Target,
         attempt: u32,
-        request: Request,
+        request: Arc<Request>,
     },
     /// Deliver `Event::Timer { target, attempt }` at `at_ms` (Unix milliseconds).
     Timer {
@@ -317,7 +319,7 @@ impl Execution {
         {
             match self.render_compensation(plan, k) {
                 Ok(request) => {
-                    self.compensations[k].request = Some(request);
+                    self.compensations[k].request = Some(Arc::new(request));
                     self.compensations[k].started_at_ms = Some(now_ms);
                     self.start_attempt(Target::Compensation(k), now_ms, actions);
                     self.refresh_current();
@@ -394,6 +396,7 @@ impl Execution {
             Some(Condition::Component(component)) => {
                 match self.render_component(plan, i, component, Export::Condition, Phase::Run) {
                     Ok(request) => {
+                        let request = Arc::new(request);
                         let run = &mut self.steps[i];
                         run.status = StepStatus::Evaluating;
                         run.request = Some(request.clone());
@@ -431,7 +434,7 @@ impl Execution {
         match &node.work {
             Work::Call(call) => match self.render_call(plan, i, call) {
                 Ok(request) => {
-                    self.steps[i].request = Some(request);
+                    self.steps[i].request = Some(Arc::new(request));
                     self.start_attempt(Target::Step(i), now_ms, actions);
                 }
                 Err(message) => self.fail_step(i, message, now_ms),
@@ -516,9 +519,13 @@ impl Execution {
 
     fn complete(&mut self, plan: &Plan, i: NodeId, response: Option<Response>, now_ms: u64) {
         match response {
-            Some(r) => {
-                let body = r.body.clone();
-                self.complete_with(plan, i, Some(body), Some(r), now_ms);
+            Some(Response {
+                status,
+                headers,
+                body,
+            }) => {
+                let meta = ResponseMeta { status, headers };
+                self.complete_with(plan, i, Some(body), Some(meta), now_ms);
             }
             None => self.complete_with(plan, i, None, None, now_ms),
         }
@@ -529,16 +536,13 @@ impl Execution {
         plan: &Plan,
         i: NodeId,
         result: Option<Json>,
-        response: Option<Response>,
+        response: Option<ResponseMeta>,
         now_ms: u64,
     ) {
         let run = &mut self.steps[i];
         run.status = StepStatus::Completed;
         run.result = result;
-        run.response = response.map(|r| ResponseMeta {
-            status: r.status,
-            headers: r.headers,
-        });
+        run.response = response;
         run.ended_at_ms = Some(now_ms);
         self.completion_order.push(i);
         let next = match self.steps[i].chosen {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -118,9 +119,10 @@ pub struct Execution {
 pub struct Run {
     pub status: StepStatus,
     pub attempts: Vec<Attempt>,
-    /// The rendered request, reused by every attempt and by a resumed run.
+    /// The rendered request, reused by every attempt and by a resumed run. Shared with the
+    /// actions that send it, so an attempt does not copy its URL, headers and body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request: Option<Request>,
+    pub request: Option<Arc<Request>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timer_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

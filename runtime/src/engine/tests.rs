@@ -52,8 +52,11 @@ fn invokes<'a>(
             Action::Invoke {
                 target,
                 attempt,
-                request: Request::Http(r),
+                request,
             } => {
+                let Request::Http(r) = &**request else {
+                    return None;
+                };
                 let name = match target {
                     Target::Step(i) => plan.node(*i).name.clone(),
                     Target::Compensation(k) => format!("undo:{}", e.compensations[*k].step),
