@@ -55,17 +55,24 @@ impl<T> DerefMut for CachedJson<T> {
     }
 }
 
+impl<T: Serialize> CachedJson<T> {
+    /// The value's JSON, made now unless it is kept from before.
+    pub fn json(&self) -> Result<&RawValue, serde_json::Error> {
+        match self.json.get() {
+            Some(json) => Ok(json),
+            None => {
+                let json = serde_json::value::to_raw_value(&self.value)?;
+                Ok(self.json.get_or_init(|| json))
+            }
+        }
+    }
+}
+
 impl<T: Serialize> Serialize for CachedJson<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let json = match self.json.get() {
-            Some(json) => json,
-            None => {
-                let json = serde_json::value::to_raw_value(&self.value)
-                    .map_err(serde::ser::Error::custom)?;
-                self.json.get_or_init(|| json)
-            }
-        };
-        json.serialize(serializer)
+        self.json()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
     }
 }
 

@@ -219,9 +219,9 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Execution, RunError> {
-        let (mut record, actions, fence, mut lease) =
+        let (mut record, work, fence, mut lease) =
             self.create(workflow, plan, input, bindings).await?;
-        self.drive(&mut record, plan, actions, fence, &mut lease, None)
+        self.drive(&mut record, plan, work, fence, &mut lease, None)
             .await?;
         Ok(record.execution)
     }
@@ -235,7 +235,7 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Handle, RunError> {
-        let (record, actions, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
+        let (record, work, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
         let id = record.execution.id.clone();
         Ok(self.in_background(id, move |runner, mut inbox| async move {
             let (mut record, mut lease) = (record, lease);
@@ -243,7 +243,7 @@ impl Runner {
                 .drive(
                     &mut record,
                     &plan,
-                    actions,
+                    work,
                     fence,
                     &mut lease,
                     Some(&mut inbox),
@@ -316,7 +316,7 @@ impl Runner {
         plan: &Plan,
         input: Json,
         bindings: Bindings,
-    ) -> Result<(ExecutionRecord, Vec<Action>, Fence, HeldLease), RunError> {
+    ) -> Result<(ExecutionRecord, Outstanding, Fence, HeldLease), RunError> {
         self.plans.share(&mut workflow, plan);
         let id = uuid::Uuid::now_v7().to_string();
         let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
@@ -327,6 +327,12 @@ impl Runner {
             workflow,
             execution,
         };
+        let mut work = Outstanding::from(actions);
+        if !self.store.is_durable() {
+            // As in `drive`: a store that keeps nothing across a crash protects nothing by
+            // being written first, so the first calls go out before the record is made.
+            self.send_ahead(&record.execution, plan, &mut work);
+        }
         let until = self.lease_until();
         let create = Write::Create {
             execution: self.stored(&record)?,
@@ -335,7 +341,7 @@ impl Runner {
         };
         let fence = store::write_one(&*self.store, create).await?;
         let lease = self.keep(&record.execution.id, fence, until);
-        Ok((record, actions, fence, lease))
+        Ok((record, work, fence, lease))
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
@@ -393,7 +399,7 @@ impl Runner {
         }
         let actions = record.execution.resume(&plan, self.clock.now_ms());
         self.save(&record, fence).await?;
-        self.drive(&mut record, &plan, actions, fence, &mut lease, inbox)
+        self.drive(&mut record, &plan, actions.into(), fence, &mut lease, inbox)
             .await?;
         Ok(record.execution)
     }
@@ -441,7 +447,7 @@ impl Runner {
         &self,
         record: &mut ExecutionRecord,
         plan: &Plan,
-        mut actions: Vec<Action>,
+        mut work: Outstanding,
         fence: Fence,
         lease: &mut HeldLease,
         mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
@@ -449,23 +455,21 @@ impl Runner {
         // Once every sender is gone (or there never was a channel: an execution driven to its
         // end by its caller), `recv` would return `None` at once: stop polling it.
         let mut control_open = true;
-        // Calls and timers in flight, polled by this task. Dropping the set when the loop
-        // returns cancels whatever is still pending.
-        let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
-        // An outcome that came in while a checkpoint was being written (see the end).
-        let mut arrived: Option<Event> = None;
         loop {
-            if self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending) {
+            let Outstanding {
+                actions, pending, ..
+            } = &mut work;
+            if self.put_in_flight(&record.execution, plan, actions.drain(..), pending) {
                 self.release(&record.execution.id, fence).await;
                 self.report_finished(record);
                 return Ok(());
             }
-            let first = if let Some(event) = arrived.take() {
+            let first = if let Some(event) = work.arrived.take() {
                 event
             } else {
                 tokio::select! {
                     // With nothing pending this branch is disabled until the next turn.
-                    Some(event) = pending.next() => event,
+                    Some(event) = work.pending.next() => event,
                     reason = lease.lost() => {
                         return Err(RunError::LeaseLost {
                             id: record.execution.id.clone(),
@@ -476,7 +480,7 @@ impl Runner {
                         match message {
                             Some(Control::Cancel(reason)) => {
                                 let now = self.clock.now_ms();
-                                actions.extend(record.execution.cancel(plan, &reason, now));
+                                work.actions.extend(record.execution.cancel(plan, &reason, now));
                                 self.save(record, fence).await?;
                             }
                             Some(Control::Stop) => {
@@ -496,19 +500,20 @@ impl Runner {
             // Apply everything that has already arrived before the next write: one commit
             // covers a whole batch of step outcomes.
             let mut batch = vec![first];
-            while let Some(Some(more)) = pending.next().now_or_never() {
+            while let Some(Some(more)) = work.pending.next().now_or_never() {
                 batch.push(more);
             }
             for event in batch {
                 let compared = self.progress.as_ref().filter(|p| p.compares_changes());
                 let before = compared.map(|_| record.execution.clone());
                 let now = self.clock.now_ms();
-                actions.extend(record.execution.apply(plan, event, now));
+                work.actions
+                    .extend(record.execution.apply(plan, event, now));
                 if let (Some(p), Some(before)) = (compared, before) {
                     p.changed(plan, &before, &record.execution);
                 }
             }
-            if actions.iter().any(|a| matches!(a, Action::Finished)) {
+            if work.actions.iter().any(|a| matches!(a, Action::Finished)) {
                 // The final record and the lease's release share one commit.
                 self.finish(record, fence).await?;
                 self.report_finished(record);
@@ -520,10 +525,21 @@ impl Runner {
             } else {
                 // A store that keeps nothing across a crash protects nothing by being
                 // written first: send the calls, then write while they are in flight.
-                self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending);
-                arrived = pending.next().now_or_never().flatten();
+                self.send_ahead(&record.execution, plan, &mut work);
                 self.save(record, fence).await?;
             }
+        }
+    }
+
+    /// Puts `work`'s calls and timers in flight and starts sending them, before the checkpoint
+    /// that records them is written; only [`Action::Finished`] stays for the drive loop.
+    fn send_ahead(&self, execution: &Execution, plan: &Plan, work: &mut Outstanding) {
+        if self.put_in_flight(execution, plan, work.actions.drain(..), &mut work.pending) {
+            work.actions.push(Action::Finished);
+        }
+        // The first poll sends each request.
+        if work.arrived.is_none() {
+            work.arrived = work.pending.next().now_or_never().flatten();
         }
     }
 
@@ -648,10 +664,12 @@ impl Runner {
 
     fn stored(&self, record: &ExecutionRecord) -> Result<StoredExecution, RunError> {
         let execution = &record.execution;
-        let body = serde_json::to_vec(record).map_err(|e| RunError::Corrupt {
+        let corrupt = |e: serde_json::Error| RunError::Corrupt {
             id: execution.id.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let mut body = Vec::with_capacity(checkpoint_size(record).map_err(corrupt)?);
+        serde_json::to_writer(&mut body, record).map_err(corrupt)?;
         Ok(StoredExecution {
             id: execution.id.clone(),
             workflow_id: execution.workflow_id.clone(),
@@ -663,8 +681,45 @@ impl Runner {
     }
 }
 
+/// About the size of `record`'s JSON, so that a checkpoint's buffer is allocated once instead
+/// of doubling its way up and copying what it had written each time. Most of a record is parts
+/// whose JSON is kept between checkpoints; those that changed are serialized here, which is
+/// work the checkpoint would do anyway, and then only the execution's own fields are guessed.
+fn checkpoint_size(record: &ExecutionRecord) -> Result<usize, serde_json::Error> {
+    /// Ids, status, services, times, output and the like, with room to spare.
+    const FIELDS: usize = 768;
+    let execution = &record.execution;
+    let mut size = record.workflow.sources.0.json()?.get().len() + FIELDS;
+    size += execution.input.json()?.get().len();
+    for step in &execution.steps {
+        size += step.json()?.get().len();
+    }
+    Ok(size)
+}
+
 /// A call or timer in flight, resolving to the event it produces.
 type Pending = Pin<Box<dyn Future<Output = Event> + Send>>;
+
+/// What the drive loop has yet to carry out or hear back about.
+struct Outstanding {
+    /// Not started yet.
+    actions: Vec<Action>,
+    /// Calls and timers in flight, polled by the drive task. Dropping the set cancels
+    /// whatever is still pending.
+    pending: FuturesUnordered<Pending>,
+    /// An outcome that came in while a checkpoint was being written.
+    arrived: Option<Event>,
+}
+
+impl From<Vec<Action>> for Outstanding {
+    fn from(actions: Vec<Action>) -> Self {
+        Outstanding {
+            actions,
+            pending: FuturesUnordered::new(),
+            arrived: None,
+        }
+    }
+}
 
 /// A spawned task that is aborted, not detached, when its handle is dropped: a component
 /// call must not outlive the drive loop that started it.

@@ -391,16 +391,23 @@ async fn only_observers_that_compare_records_are_shown_each_change() {
     assert!(!crate::progress::Progress::compares_changes(&both));
 }
 
-/// Answers every call at once; when `second` is called, notes what the store then holds for
-/// step `first`.
+/// Answers every call at once; notes how many executions the store holds when `first` is
+/// called, and what it holds for step `first` when `second` is called.
 struct Peeking {
     store: Arc<dyn ExecutionStore>,
+    stored_when_first_called: std::sync::Mutex<Option<usize>>,
     first_when_second_called: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait]
 impl Invoker for Peeking {
     async fn invoke(&self, request: &Request, _attempt: u32) -> Result<Response, Failure> {
+        if let Request::Http(http) = request
+            && http.url.ends_with("/first")
+        {
+            let stored = self.store.list(&Default::default()).await.unwrap();
+            *self.stored_when_first_called.lock().unwrap() = Some(stored.len());
+        }
         if let Request::Http(http) = request
             && http.url.ends_with("/second")
         {
@@ -417,10 +424,12 @@ impl Invoker for Peeking {
     }
 }
 
-/// What the store held for step `first` when step `second` was called.
-async fn first_as_stored_when_second_is_called(store: Arc<dyn ExecutionStore>) -> String {
+/// How many executions the store held when step `first` was called, and what it held for
+/// step `first` when step `second` was called.
+async fn stored_when_called(store: Arc<dyn ExecutionStore>) -> (usize, String) {
     let invoker = Arc::new(Peeking {
         store: store.clone(),
+        stored_when_first_called: Default::default(),
         first_when_second_called: Default::default(),
     });
     let (workflow, plan) = source();
@@ -429,8 +438,12 @@ async fn first_as_stored_when_second_is_called(store: Arc<dyn ExecutionStore>) -
         .await
         .unwrap();
     assert_eq!(done.status, Status::Completed);
+    let executions = *invoker.stored_when_first_called.lock().unwrap();
     let seen = invoker.first_when_second_called.lock().unwrap().clone();
-    seen.expect("step second was called")
+    (
+        executions.expect("step first was called"),
+        seen.expect("step second was called"),
+    )
 }
 
 #[tokio::test]
@@ -441,20 +454,65 @@ async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does
         .unwrap();
     assert!(sqlite.is_durable());
     assert_eq!(
-        first_as_stored_when_second_is_called(sqlite).await,
-        "completed"
+        stored_when_called(sqlite).await,
+        (1, "completed".to_string())
     );
 
-    // Nothing in memory survives a crash, so the call goes out before the write.
+    // Nothing in memory survives a crash, so each call goes out before the write that
+    // records it, the first one before the execution is created.
     let memory: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
     assert!(!memory.is_durable());
     assert_eq!(
-        first_as_stored_when_second_is_called(memory.clone()).await,
-        "running"
+        stored_when_called(memory.clone()).await,
+        (0, "running".to_string())
     );
     let stored = memory.list(&Default::default()).await.unwrap();
     assert_eq!(
         stored[0].status, "completed",
         "the last checkpoint still lands"
     );
+}
+
+#[tokio::test]
+async fn a_checkpoint_buffer_is_sized_before_it_is_written() {
+    let store = Arc::new(MemoryStore::new());
+    let runner = Runner::new(store.clone(), gated(10));
+    let (mut workflow, plan) = source();
+    runner.plans.share(&mut workflow, &plan);
+    let (mut execution, _) = Execution::start(&plan, "e1".into(), json!({"n": 1}), bindings(), 5);
+    let mut sizes = Vec::new();
+    // As created, once the first step has an outcome, and once the second has.
+    for step in 0..3 {
+        if step > 0 {
+            let target = Target::Step(step - 1);
+            let response = Response {
+                status: 200,
+                headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+                body: json!({"ok": true, "step": step}),
+            };
+            let event = Event::Succeeded {
+                target,
+                attempt: 1,
+                response,
+            };
+            execution.apply(&plan, event, 10);
+        }
+        let record = ExecutionRecord {
+            workflow: workflow.clone(),
+            execution: execution.clone(),
+        };
+        let stored = runner.stored(&record).unwrap();
+        assert_eq!(stored.body, serde_json::to_vec(&record).unwrap());
+        let slack = stored.body.capacity() - stored.body.len();
+        // Room for the execution's own fields, never a doubled buffer.
+        assert!(
+            slack <= 1024,
+            "{} bytes for {}",
+            stored.body.capacity(),
+            stored.body.len()
+        );
+        sizes.push(stored.body.len());
+    }
+    assert!(sizes[0] < sizes[1] && sizes[1] < sizes[2], "{sizes:?}");
+    assert_eq!(execution.status, Status::Completed);
 }

@@ -71,7 +71,7 @@ fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence,
             executions.insert(
                 execution.id.clone(),
                 Entry {
-                    record: execution,
+                    record: kept(execution),
                     owner: Some(owner),
                     fence: 1,
                     until_ms: lease_until_ms,
@@ -86,7 +86,7 @@ fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence,
         } => {
             let entry = fenced(executions, &execution.id, fence)?;
             let created_at_ms = entry.record.created_at_ms;
-            entry.record = execution;
+            entry.record = kept(execution);
             entry.record.created_at_ms = created_at_ms;
             if release {
                 entry.owner = None;
@@ -95,6 +95,15 @@ fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence,
             Ok(fence)
         }
     }
+}
+
+/// The record as this store keeps it: every record stays in memory for the life of the
+/// process, so a body written into a roomier buffer than it needed gives the room back.
+fn kept(mut record: StoredExecution) -> StoredExecution {
+    if record.body.capacity() > record.body.len() + record.body.len() / 4 {
+        record.body.shrink_to_fit();
+    }
+    record
 }
 
 /// The entry of `id` if `fence` is current.
@@ -271,4 +280,30 @@ mod tests {
     }
 
     crate::store::conformance::suite!(fresh);
+
+    fn record(body: Vec<u8>) -> StoredExecution {
+        StoredExecution {
+            id: "e1".into(),
+            workflow_id: "wf".into(),
+            status: "running".into(),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_kept_body_gives_back_room_it_does_not_use() {
+        let mut roomy = Vec::with_capacity(8192);
+        roomy.extend_from_slice(&[b'x'; 1000]);
+        let shrunk = kept(record(roomy));
+        assert_eq!(shrunk.body, vec![b'x'; 1000]);
+        assert!(shrunk.body.capacity() < 1250, "{}", shrunk.body.capacity());
+
+        // A little slack is not worth a copy.
+        let mut snug = Vec::with_capacity(1100);
+        snug.extend_from_slice(&[b'y'; 1000]);
+        let pointer = snug.as_ptr();
+        assert_eq!(kept(record(snug)).body.as_ptr(), pointer);
+    }
 }
