@@ -327,12 +327,10 @@ impl Runner {
             workflow,
             execution,
         };
-        let mut work = Outstanding::from(actions);
-        if !self.store.is_durable() {
-            // As in `drive`: a store that keeps nothing across a crash protects nothing by
-            // being written first, so the first calls go out before the record is made.
-            self.send_ahead(&record.execution, plan, &mut work);
-        }
+        // The first calls are not sent ahead of this write even on a store that keeps
+        // nothing: they would be started outside the execution's span (see `drive`), and a
+        // trace would lose them.
+        let work = Outstanding::from(actions);
         let until = self.lease_until();
         let create = Write::Create {
             execution: self.stored(&record)?,

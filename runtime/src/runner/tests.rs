@@ -458,13 +458,13 @@ async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does
         (1, "completed".to_string())
     );
 
-    // Nothing in memory survives a crash, so each call goes out before the write that
-    // records it, the first one before the execution is created.
+    // Nothing in memory survives a crash, so a call goes out before the write that records
+    // it; the execution itself is created before its first call.
     let memory: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
     assert!(!memory.is_durable());
     assert_eq!(
         stored_when_called(memory.clone()).await,
-        (0, "running".to_string())
+        (1, "running".to_string())
     );
     let stored = memory.list(&Default::default()).await.unwrap();
     assert_eq!(
