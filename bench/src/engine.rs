@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use orca_runtime::engine::Status;
 use orca_runtime::http::{HttpConfig, HttpInvoker};
+use orca_runtime::invoke::{HttpRequest, Invoker, Request};
 use orca_runtime::runner::Runner;
 use orca_runtime::store::MemoryStore;
 use tokio::task::JoinSet;
@@ -24,6 +25,32 @@ fn runner() -> Result<Runner> {
     ))
 }
 
+/// The 10 calls of section 1 through the runtime's `HttpInvoker` alone, without the engine:
+/// splits Orca's overhead into what the HTTP client adds and what the engine adds.
+async fn through_the_invoker(
+    invoker: &HttpInvoker,
+    base: &str,
+    steps: usize,
+    i: u64,
+) -> Result<()> {
+    for s in 0..steps {
+        let request = Request::Http(HttpRequest {
+            method: "POST".into(),
+            url: format!("{base}/s{s}"),
+            headers: Vec::new(),
+            body: Some(input(i)),
+            timeout_ms: 30_000,
+            idempotency_key: format!("{i}:s{s}"),
+            service: None,
+        });
+        invoker
+            .invoke(&request, 1)
+            .await
+            .map_err(|failure| anyhow::anyhow!("mock service: {failure}"))?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Report) -> Result<()> {
     const STEPS: usize = 10;
     let (source, plan) = common::workflow(
@@ -33,7 +60,9 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
     let runner = runner()?;
     let bindings = common::bindings(base);
     let client = reqwest::Client::new();
-    let (mut orca, mut floor) = (Samples::default(), Samples::default());
+    let invoker = HttpInvoker::new(HttpConfig::default())?;
+    let (mut orca, mut floor, mut alone) =
+        (Samples::default(), Samples::default(), Samples::default());
     let deadline = Instant::now() + settings.window * 2;
     let mut i = 0u64;
     while Instant::now() < deadline || orca.len() < 100 {
@@ -50,9 +79,13 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
         let t = Instant::now();
         by_hand(&client, base, STEPS, i).await?;
         let floor_took = t.elapsed();
+        let t = Instant::now();
+        through_the_invoker(&invoker, base, STEPS, i).await?;
+        let alone_took = t.elapsed();
         if i >= WARMUP {
             orca.push(took);
             floor.push(floor_took);
+            alone.push(alone_took);
         }
         i += 1;
     }
@@ -74,8 +107,15 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
     report
         .rows
         .push(Row::new("1", "  engine overhead per step (p50)").orca(fmt_us(per_step)));
+    report.rows.push(
+        Row::new("1", "  of which HttpInvoker alone, the same 10 calls: p50")
+            .orca(fmt_us(alone.p50()))
+            .floor(fmt_us(floor.p50()))
+            .ratio(alone.p50() / floor.p50()),
+    );
     report.notes.push(format!(
-        "1. {} workflows of each kind after {WARMUP} warm-up runs, engine and floor alternating run by run.",
+        "1. {} workflows of each kind after {WARMUP} warm-up runs, engine, floor and \
+         HttpInvoker alone (the same requests, without the engine) alternating run by run.",
         orca.len()
     ));
     if ratio > 1.05 {
