@@ -219,9 +219,9 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Execution, RunError> {
-        let (mut record, work, fence, mut lease) =
+        let (mut record, actions, fence, mut lease) =
             self.create(workflow, plan, input, bindings).await?;
-        self.drive(&mut record, plan, work, fence, &mut lease, None)
+        self.drive(&mut record, plan, actions, fence, &mut lease, None)
             .await?;
         Ok(record.execution)
     }
@@ -235,7 +235,7 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Handle, RunError> {
-        let (record, work, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
+        let (record, actions, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
         let id = record.execution.id.clone();
         Ok(self.in_background(id, move |runner, mut inbox| async move {
             let (mut record, mut lease) = (record, lease);
@@ -243,7 +243,7 @@ impl Runner {
                 .drive(
                     &mut record,
                     &plan,
-                    work,
+                    actions,
                     fence,
                     &mut lease,
                     Some(&mut inbox),
@@ -316,7 +316,7 @@ impl Runner {
         plan: &Plan,
         input: Json,
         bindings: Bindings,
-    ) -> Result<(ExecutionRecord, Outstanding, Fence, HeldLease), RunError> {
+    ) -> Result<(ExecutionRecord, Vec<Action>, Fence, HeldLease), RunError> {
         self.plans.share(&mut workflow, plan);
         let id = uuid::Uuid::now_v7().to_string();
         let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
@@ -327,10 +327,8 @@ impl Runner {
             workflow,
             execution,
         };
-        // The first calls are not sent ahead of this write even on a store that keeps
-        // nothing: they would be started outside the execution's span (see `drive`), and a
-        // trace would lose them.
-        let work = Outstanding::from(actions);
+        // Written before the first calls go out even on a store that keeps nothing: sent
+        // ahead, they would start outside the execution's span (see `drive`).
         let until = self.lease_until();
         let create = Write::Create {
             execution: self.stored(&record)?,
@@ -339,7 +337,7 @@ impl Runner {
         };
         let fence = store::write_one(&*self.store, create).await?;
         let lease = self.keep(&record.execution.id, fence, until);
-        Ok((record, work, fence, lease))
+        Ok((record, actions, fence, lease))
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
@@ -397,7 +395,7 @@ impl Runner {
         }
         let actions = record.execution.resume(&plan, self.clock.now_ms());
         self.save(&record, fence).await?;
-        self.drive(&mut record, &plan, actions.into(), fence, &mut lease, inbox)
+        self.drive(&mut record, &plan, actions, fence, &mut lease, inbox)
             .await?;
         Ok(record.execution)
     }
@@ -445,7 +443,7 @@ impl Runner {
         &self,
         record: &mut ExecutionRecord,
         plan: &Plan,
-        mut work: Outstanding,
+        mut actions: Vec<Action>,
         fence: Fence,
         lease: &mut HeldLease,
         mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
@@ -453,21 +451,23 @@ impl Runner {
         // Once every sender is gone (or there never was a channel: an execution driven to its
         // end by its caller), `recv` would return `None` at once: stop polling it.
         let mut control_open = true;
+        // Calls and timers in flight, polled by this task. Dropping the set when the loop
+        // returns cancels whatever is still pending.
+        let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+        // An outcome that came in while a checkpoint was being written (see the end).
+        let mut arrived: Option<Event> = None;
         loop {
-            let Outstanding {
-                actions, pending, ..
-            } = &mut work;
-            if self.put_in_flight(&record.execution, plan, actions.drain(..), pending) {
+            if self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending) {
                 self.release(&record.execution.id, fence).await;
                 self.report_finished(record);
                 return Ok(());
             }
-            let first = if let Some(event) = work.arrived.take() {
+            let first = if let Some(event) = arrived.take() {
                 event
             } else {
                 tokio::select! {
                     // With nothing pending this branch is disabled until the next turn.
-                    Some(event) = work.pending.next() => event,
+                    Some(event) = pending.next() => event,
                     reason = lease.lost() => {
                         return Err(RunError::LeaseLost {
                             id: record.execution.id.clone(),
@@ -478,7 +478,7 @@ impl Runner {
                         match message {
                             Some(Control::Cancel(reason)) => {
                                 let now = self.clock.now_ms();
-                                work.actions.extend(record.execution.cancel(plan, &reason, now));
+                                actions.extend(record.execution.cancel(plan, &reason, now));
                                 self.save(record, fence).await?;
                             }
                             Some(Control::Stop) => {
@@ -498,20 +498,19 @@ impl Runner {
             // Apply everything that has already arrived before the next write: one commit
             // covers a whole batch of step outcomes.
             let mut batch = vec![first];
-            while let Some(Some(more)) = work.pending.next().now_or_never() {
+            while let Some(Some(more)) = pending.next().now_or_never() {
                 batch.push(more);
             }
             for event in batch {
                 let compared = self.progress.as_ref().filter(|p| p.compares_changes());
                 let before = compared.map(|_| record.execution.clone());
                 let now = self.clock.now_ms();
-                work.actions
-                    .extend(record.execution.apply(plan, event, now));
+                actions.extend(record.execution.apply(plan, event, now));
                 if let (Some(p), Some(before)) = (compared, before) {
                     p.changed(plan, &before, &record.execution);
                 }
             }
-            if work.actions.iter().any(|a| matches!(a, Action::Finished)) {
+            if actions.iter().any(|a| matches!(a, Action::Finished)) {
                 // The final record and the lease's release share one commit.
                 self.finish(record, fence).await?;
                 self.report_finished(record);
@@ -523,21 +522,10 @@ impl Runner {
             } else {
                 // A store that keeps nothing across a crash protects nothing by being
                 // written first: send the calls, then write while they are in flight.
-                self.send_ahead(&record.execution, plan, &mut work);
+                self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending);
+                arrived = pending.next().now_or_never().flatten();
                 self.save(record, fence).await?;
             }
-        }
-    }
-
-    /// Puts `work`'s calls and timers in flight and starts sending them, before the checkpoint
-    /// that records them is written; only [`Action::Finished`] stays for the drive loop.
-    fn send_ahead(&self, execution: &Execution, plan: &Plan, work: &mut Outstanding) {
-        if self.put_in_flight(execution, plan, work.actions.drain(..), &mut work.pending) {
-            work.actions.push(Action::Finished);
-        }
-        // The first poll sends each request.
-        if work.arrived.is_none() {
-            work.arrived = work.pending.next().now_or_never().flatten();
         }
     }
 
@@ -697,27 +685,6 @@ fn checkpoint_size(record: &ExecutionRecord) -> Result<usize, serde_json::Error>
 
 /// A call or timer in flight, resolving to the event it produces.
 type Pending = Pin<Box<dyn Future<Output = Event> + Send>>;
-
-/// What the drive loop has yet to carry out or hear back about.
-struct Outstanding {
-    /// Not started yet.
-    actions: Vec<Action>,
-    /// Calls and timers in flight, polled by the drive task. Dropping the set cancels
-    /// whatever is still pending.
-    pending: FuturesUnordered<Pending>,
-    /// An outcome that came in while a checkpoint was being written.
-    arrived: Option<Event>,
-}
-
-impl From<Vec<Action>> for Outstanding {
-    fn from(actions: Vec<Action>) -> Self {
-        Outstanding {
-            actions,
-            pending: FuturesUnordered::new(),
-            arrived: None,
-        }
-    }
-}
 
 /// A spawned task that is aborted, not detached, when its handle is dropped: a component
 /// call must not outlive the drive loop that started it.
