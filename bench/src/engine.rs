@@ -51,6 +51,58 @@ async fn through_the_invoker(
     Ok(())
 }
 
+/// One kind of section 1's runs, alone, for a profiler (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profiled {
+    Engine,
+    Floor,
+    Invoker,
+}
+
+impl std::str::FromStr for Profiled {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "engine" => Ok(Profiled::Engine),
+            "floor" => Ok(Profiled::Floor),
+            "invoker" => Ok(Profiled::Invoker),
+            other => anyhow::bail!("--profile takes engine, floor or invoker, not `{other}`"),
+        }
+    }
+}
+
+/// Section 1's 10 calls made `runs` times one way only, with no report: run under `perf` or
+/// `valgrind --tool=callgrind`, the difference between two kinds is what Orca adds, counted
+/// instruction by instruction instead of timed on a noisy machine.
+pub(crate) async fn profile(kind: Profiled, runs: u64, base: &str) -> Result<()> {
+    const STEPS: usize = 10;
+    let (source, plan) = common::workflow(
+        "bench-seq10",
+        common::http_steps("bench-seq10", STEPS, false),
+    )?;
+    let runner = runner()?;
+    let bindings = common::bindings(base);
+    let client = reqwest::Client::new();
+    let invoker = HttpInvoker::new(HttpConfig::default())?;
+    let started = Instant::now();
+    for i in 0..runs {
+        match kind {
+            Profiled::Engine => {
+                let done = runner
+                    .run(source.clone(), &plan, input(i), bindings.clone())
+                    .await?;
+                ensure!(done.status == Status::Completed, "ended {:?}", done.status);
+            }
+            Profiled::Floor => by_hand(&client, base, STEPS, i).await?,
+            Profiled::Invoker => through_the_invoker(&invoker, base, STEPS, i).await?,
+        }
+    }
+    let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
+    println!("{kind:?}: {runs} runs of {STEPS} calls, mean {mean:.1} µs per run");
+    Ok(())
+}
+
 pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Report) -> Result<()> {
     const STEPS: usize = 10;
     let (source, plan) = common::workflow(

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p orca-bench -- [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]
 //!     [--stores memory,sqlite,postgresql,redis,redis+postgresql]
+//! cargo run --release -p orca-bench -- --profile engine|floor|invoker [--runs 2000]
 //! ```
 //!
 //! Prints a table and writes it, with the method, date and machine, to `--out`. PostgreSQL
@@ -42,6 +43,9 @@ struct Args {
     out: PathBuf,
     only: BTreeSet<u32>,
     stores: Option<Vec<String>>,
+    /// `--profile KIND`: section 1's runs of one kind only, `runs` of them, for a profiler.
+    profile: Option<engine::Profiled>,
+    runs: u64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -50,6 +54,8 @@ fn parse_args() -> Result<Args> {
         out: PathBuf::from("BENCHMARKS.md"),
         only: (1..=6).collect(),
         stores: None,
+        profile: None,
+        runs: 2_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -81,10 +87,25 @@ fn parse_args() -> Result<Args> {
                 }
                 args.stores = Some(stores);
             }
+            "--profile" => {
+                let kind = it
+                    .next()
+                    .context("--profile needs engine, floor or invoker")?;
+                args.profile = Some(kind.parse()?);
+            }
+            "--runs" => {
+                args.runs = it
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs takes a whole number")?;
+            }
             "-h" | "--help" => {
                 println!(
                     "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6] \
                      [--stores memory,sqlite,postgresql,redis,redis+postgresql]\n\
+                     orca-bench --profile engine|floor|invoker [--runs 2000]: section 1's runs \
+                     of one kind only, nothing written, for perf or callgrind.\n\
                      Full run ~5 min, --quick ~1 min."
                 );
                 std::process::exit(0);
@@ -108,6 +129,10 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    if let Some(kind) = args.profile {
+        let base = common::mock_service().await?;
+        return engine::profile(kind, args.runs, &base).await;
+    }
     let mut settings = Settings::new(args.quick);
     settings.stores = args.stores.clone();
     let started = Instant::now();

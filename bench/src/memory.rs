@@ -122,8 +122,9 @@ pub(crate) async fn parked(settings: &Settings, report: &mut Report) -> Result<(
         "5. {n} executions of a one-`wait` (24 h) WorkflowDefinition started with `Runner::run`, \
          one tokio task each (the runner renews all its leases from one task), on the memory \
          store; RSS (VmRSS) read before and after all had parked ({} to park them all; {finished} \
-         ended early). The memory store keeps every record in this process, so the figure \
-         includes the record itself ({sample} bytes of JSON each) on top of the runner's tasks. \
+         ended early). The memory store keeps a snapshot of every record in this process (it \
+         shares the parts that did not change with the live record; {sample} bytes as JSON), \
+         so the figure includes it on top of the runner's tasks. \
          Extrapolated to 100,000: {total_gib:.2} GiB.",
         humanize(parked_in)
     ));

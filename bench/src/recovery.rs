@@ -92,7 +92,7 @@ pub(crate) async fn recovery(
         .into_iter()
         .next()
         .ok_or_else(|| anyhow!("the template execution was not stored"))?;
-    let body = String::from_utf8(template.body.clone())?;
+    let body = String::from_utf8(template.body.to_vec())?;
 
     // N copies with fresh ids, leased to a dead process whose lease ran out a second ago.
     let setup = Instant::now();
@@ -103,7 +103,7 @@ pub(crate) async fn recovery(
     for _ in 0..n {
         let id = uuid::Uuid::now_v7().to_string();
         let mut copy = template.clone();
-        copy.body = body.replace(&template.id, &id).into_bytes();
+        copy.body = body.replace(&template.id, &id).into_bytes().into();
         copy.id = id.clone();
         ids.push(id);
         let (store, permit) = (store.clone(), permits.clone().acquire_owned().await?);

@@ -1,4 +1,4 @@
-//! A value that keeps its JSON until it changes.
+//! A value that keeps its JSON until it changes, shared between copies until one of them does.
 //!
 //! Every checkpoint serializes the whole execution record, yet most of the record is the same
 //! as at the previous checkpoint: the runs of the steps that already finished, the workflow's
@@ -6,11 +6,15 @@
 //! number of steps and was most of the engine's own CPU. Wrapped in [`CachedJson`], such a
 //! part is serialized once and copied as bytes afterwards. Any mutable access drops the
 //! copy, so the bytes written are always those of the current value.
+//!
+//! A clone shares the value and its JSON (copy on write): a snapshot of a record, as the
+//! memory store keeps one per checkpoint, costs a reference count per part instead of a copy
+//! of every part, and the part that changes next is the only one copied.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::{Deref, DerefMut};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -20,15 +24,31 @@ use serde_json::value::RawValue;
 /// Serializes to exactly what `T` serializes to. Meant for `serde_json`, whose serializers
 /// write the cached bytes as they are; other formats see a `RawValue`.
 pub struct CachedJson<T> {
+    shared: Arc<Cached<T>>,
+}
+
+struct Cached<T> {
     value: T,
     json: OnceLock<Box<RawValue>>,
+}
+
+/// A copy of the value made to be changed: it starts without the JSON.
+impl<T: Clone> Clone for Cached<T> {
+    fn clone(&self) -> Self {
+        Cached {
+            value: self.value.clone(),
+            json: OnceLock::new(),
+        }
+    }
 }
 
 impl<T> CachedJson<T> {
     pub fn new(value: T) -> Self {
         CachedJson {
-            value,
-            json: OnceLock::new(),
+            shared: Arc::new(Cached {
+                value,
+                json: OnceLock::new(),
+            }),
         }
     }
 }
@@ -43,26 +63,29 @@ impl<T> Deref for CachedJson<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.value
+        &self.shared.value
     }
 }
 
-impl<T> DerefMut for CachedJson<T> {
-    /// Drops the cached JSON: the caller may change the value through the reference.
+impl<T: Clone> DerefMut for CachedJson<T> {
+    /// Copies the value first if a clone shares it, and drops the cached JSON: the caller may
+    /// change the value through the reference.
     fn deref_mut(&mut self) -> &mut T {
-        self.json.take();
-        &mut self.value
+        let cached = Arc::make_mut(&mut self.shared);
+        cached.json.take();
+        &mut cached.value
     }
 }
 
 impl<T: Serialize> CachedJson<T> {
     /// The value's JSON, made now unless it is kept from before.
     pub fn json(&self) -> Result<&RawValue, serde_json::Error> {
-        match self.json.get() {
+        let json = &self.shared.json;
+        match json.get() {
             Some(json) => Ok(json),
             None => {
-                let json = serde_json::value::to_raw_value(&self.value)?;
-                Ok(self.json.get_or_init(|| json))
+                let made = serde_json::value::to_raw_value(&self.shared.value)?;
+                Ok(json.get_or_init(|| made))
             }
         }
     }
@@ -82,23 +105,23 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for CachedJson<T> {
     }
 }
 
-/// A clone starts without the cache: clones are taken to be looked at (progress reports,
-/// answers), rarely to be serialized, and copying the bytes would cost what caching saves.
-impl<T: Clone> Clone for CachedJson<T> {
+impl<T> Clone for CachedJson<T> {
     fn clone(&self) -> Self {
-        CachedJson::new(self.value.clone())
+        CachedJson {
+            shared: self.shared.clone(),
+        }
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for CachedJson<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.value.fmt(f)
+        self.shared.value.fmt(f)
     }
 }
 
 impl<T: PartialEq> PartialEq for CachedJson<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.value == other.value
+        Arc::ptr_eq(&self.shared, &other.shared) || self.shared.value == other.shared.value
     }
 }
 
@@ -106,7 +129,7 @@ impl<T: Eq> Eq for CachedJson<T> {}
 
 impl<T: Hash> Hash for CachedJson<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.value.hash(state);
+        self.shared.value.hash(state);
     }
 }
 
@@ -121,7 +144,10 @@ mod tests {
         let mut cached = CachedJson::new(json!({"a": [1, 2], "b": "x\"y"}));
         let first = serde_json::to_string(&cached).unwrap();
         assert_eq!(first, serde_json::to_string(&*cached).unwrap());
-        assert!(cached.json.get().is_some(), "the JSON is kept after a save");
+        assert!(
+            cached.shared.json.get().is_some(),
+            "the JSON is kept after a save"
+        );
 
         cached["a"][0] = json!(5);
         let second = serde_json::to_string(&cached).unwrap();
@@ -154,5 +180,33 @@ mod tests {
             serde_json::to_value(&record).unwrap(),
             json!({"parts": [{"n": 1}, 3]})
         );
+    }
+
+    #[test]
+    fn a_clone_shares_the_value_until_one_side_changes() {
+        let mut live = CachedJson::new(json!({"status": "running"}));
+        live.json().unwrap();
+        let snapshot = live.clone();
+        assert!(Arc::ptr_eq(&live.shared, &snapshot.shared));
+        assert!(
+            snapshot.shared.json.get().is_some(),
+            "the clone has the JSON too"
+        );
+
+        live["status"] = json!("completed");
+        assert_eq!(
+            *snapshot,
+            json!({"status": "running"}),
+            "the snapshot did not move"
+        );
+        assert_eq!(
+            serde_json::to_string(&snapshot).unwrap(),
+            r#"{"status":"running"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&live).unwrap(),
+            r#"{"status":"completed"}"#
+        );
+        assert!(!Arc::ptr_eq(&live.shared, &snapshot.shared));
     }
 }

@@ -17,6 +17,8 @@ use serde_json::Value as Json;
 
 use crate::invoke::{Failure, FailureKind, HttpRequest, Invoker, Request, Response};
 
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
 /// How much of an error response's body goes into the failure message: enough to show the
 /// service's own explanation without flooding logs and stored executions.
 const ERROR_SNIPPET_CHARS: usize = 200;
@@ -146,7 +148,7 @@ impl HttpInvoker {
                 request.idempotency_key
             ))
         })?;
-        headers.insert("idempotency-key", key);
+        headers.insert(IDEMPOTENCY_KEY, key);
 
         let mut builder = self.client.request(method, url).headers(headers);
         if let Some(body) = &request.body {
@@ -276,15 +278,21 @@ fn error_chain(error: &reqwest::Error) -> String {
 fn collect_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut collected = BTreeMap::new();
     for name in headers.keys() {
-        let values: Vec<&str> = headers
+        let mut values = headers
             .get_all(name)
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect();
-        if !values.is_empty() {
-            // `HeaderName` is already lower case, which is what makes lookups predictable.
-            collected.insert(name.as_str().to_owned(), values.join(", "));
+            .filter_map(|value| value.to_str().ok());
+        let Some(first) = values.next() else {
+            continue;
+        };
+        // Most headers come once: their value is copied as it is, with no list to join.
+        let mut joined = first.to_owned();
+        for more in values {
+            joined.push_str(", ");
+            joined.push_str(more);
         }
+        // `HeaderName` is already lower case, which is what makes lookups predictable.
+        collected.insert(name.as_str().to_owned(), joined);
     }
     collected
 }

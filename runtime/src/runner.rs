@@ -33,7 +33,9 @@ use crate::engine::{Action, Bindings, Event, Execution, Status, Target};
 use crate::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
-use crate::store::{self, ExecutionStore, Fence, StoreError, StoredExecution, Write, owner_id};
+use crate::store::{
+    self, ExecutionStore, Fence, RecordBody, StoreError, StoredExecution, Write, owner_id,
+};
 use lease::{HeldLease, Leases};
 use plans::Plans;
 
@@ -79,11 +81,11 @@ impl WorkflowSource {
 /// once: every save writes them into the record, and escaping the same YAML again on each
 /// save was the largest single cost of a save.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Sources(Arc<CachedJson<Vec<Source>>>);
+pub struct Sources(CachedJson<Vec<Source>>);
 
 impl From<Vec<Source>> for Sources {
     fn from(list: Vec<Source>) -> Self {
-        Sources(Arc::new(CachedJson::new(list)))
+        Sources(CachedJson::new(list))
     }
 }
 
@@ -648,14 +650,18 @@ impl Runner {
         }
     }
 
+    /// The record as the store is handed it: its JSON, made here, or, for a store that keeps
+    /// records in this process, a snapshot that shares the record's unchanged parts.
     fn stored(&self, record: &ExecutionRecord) -> Result<StoredExecution, RunError> {
         let execution = &record.execution;
-        let corrupt = |e: serde_json::Error| RunError::Corrupt {
-            id: execution.id.clone(),
-            message: e.to_string(),
+        let body = if self.store.keeps_records() {
+            RecordBody::record(record.clone())
+        } else {
+            RecordBody::json(record.checkpoint().map_err(|e| RunError::Corrupt {
+                id: execution.id.clone(),
+                message: e.to_string(),
+            })?)
         };
-        let mut body = Vec::with_capacity(checkpoint_size(record).map_err(corrupt)?);
-        serde_json::to_writer(&mut body, record).map_err(corrupt)?;
         Ok(StoredExecution {
             id: execution.id.clone(),
             workflow_id: execution.workflow_id.clone(),
@@ -663,6 +669,26 @@ impl Runner {
             created_at_ms: execution.started_at_ms as i64,
             updated_at_ms: self.clock.now_ms() as i64,
             body,
+        })
+    }
+}
+
+impl ExecutionRecord {
+    /// The record's JSON, written into a buffer sized for it up front.
+    fn checkpoint(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut json = Vec::with_capacity(checkpoint_size(self)?);
+        serde_json::to_writer(&mut json, self)?;
+        Ok(json)
+    }
+}
+
+impl store::Record for ExecutionRecord {
+    fn to_json(&self) -> Vec<u8> {
+        // Every map in a record has string keys and every value is plain data, so writing
+        // it into memory cannot fail; should it ever, the reader sees why instead of a panic.
+        self.checkpoint().unwrap_or_else(|error| {
+            serde_json::to_vec(&serde_json::json!({"unserializable": error.to_string()}))
+                .unwrap_or_default()
         })
     }
 }

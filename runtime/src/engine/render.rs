@@ -213,16 +213,18 @@ impl Execution {
         idempotency_key: String,
     ) -> Result<Request, String> {
         let scope = self.scope(plan);
-        let base = self
-            .services
-            .get(&call.service)
-            .cloned()
-            .unwrap_or_else(|| format!("http://{}", call.service));
+        let base = match self.services.get(&call.service) {
+            Some(base) => Cow::Borrowed(base.as_str()),
+            None => Cow::Owned(format!("http://{}", call.service)),
+        };
         let path = call
             .endpoint
             .render(&scope, encode)
             .map_err(|e| format!("endpoint: {e}"))?;
-        let mut url = format!("{}{path}", base.trim_end_matches('/'));
+        let base = base.trim_end_matches('/');
+        let mut url = String::with_capacity(base.len() + path.len());
+        url.push_str(base);
+        url.push_str(&path);
         for (n, (name, value)) in call.query.iter().enumerate() {
             let value = value
                 .render(&scope, str::to_string)

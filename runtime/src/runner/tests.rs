@@ -484,35 +484,69 @@ async fn a_checkpoint_buffer_is_sized_before_it_is_written() {
     // As created, once the first step has an outcome, and once the second has.
     for step in 0..3 {
         if step > 0 {
-            let target = Target::Step(step - 1);
-            let response = Response {
-                status: 200,
-                headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
-                body: json!({"ok": true, "step": step}),
-            };
-            let event = Event::Succeeded {
-                target,
-                attempt: 1,
-                response,
-            };
-            execution.apply(&plan, event, 10);
+            succeed(&plan, &mut execution, step - 1);
         }
         let record = ExecutionRecord {
             workflow: workflow.clone(),
             execution: execution.clone(),
         };
-        let stored = runner.stored(&record).unwrap();
-        assert_eq!(stored.body, serde_json::to_vec(&record).unwrap());
-        let slack = stored.body.capacity() - stored.body.len();
+        let json = record.checkpoint().unwrap();
+        assert_eq!(json, serde_json::to_vec(&record).unwrap());
+        let slack = json.capacity() - json.len();
         // Room for the execution's own fields, never a doubled buffer.
         assert!(
             slack <= 1024,
             "{} bytes for {}",
-            stored.body.capacity(),
-            stored.body.len()
+            json.capacity(),
+            json.len()
         );
-        sizes.push(stored.body.len());
+        sizes.push(json.len());
     }
     assert!(sizes[0] < sizes[1] && sizes[1] < sizes[2], "{sizes:?}");
     assert_eq!(execution.status, Status::Completed);
+}
+
+fn succeed(plan: &Plan, execution: &mut Execution, step: usize) {
+    let response = Response {
+        status: 200,
+        headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+        body: json!({"ok": true, "step": step + 1}),
+    };
+    let event = Event::Succeeded {
+        target: Target::Step(step),
+        attempt: 1,
+        response,
+    };
+    execution.apply(plan, event, 10);
+}
+
+/// The memory store is handed snapshots, not JSON: what it keeps does not move when the
+/// live record does, and the parts that did not change are shared, not copied.
+#[tokio::test]
+async fn a_store_that_keeps_records_is_handed_a_snapshot_of_the_record() {
+    let store = Arc::new(MemoryStore::new());
+    let runner = Runner::new(store.clone(), gated(10));
+    let (mut workflow, plan) = source();
+    runner.plans.share(&mut workflow, &plan);
+    let (execution, _) = Execution::start(&plan, "e1".into(), json!({"n": 1}), bindings(), 5);
+    let mut record = ExecutionRecord {
+        workflow,
+        execution,
+    };
+    let stored = runner.stored(&record).unwrap();
+    let before = serde_json::to_vec(&record).unwrap();
+
+    succeed(&plan, &mut record.execution, 0);
+    assert_ne!(serde_json::to_vec(&record).unwrap(), before);
+    assert_eq!(
+        &*stored.body,
+        &before[..],
+        "the snapshot is the record as it was"
+    );
+
+    // Durable stores get the JSON, made on the spot.
+    let sqlite = crate::store::SqliteStore::open_in_memory().unwrap();
+    let durable = Runner::new(Arc::new(sqlite), gated(10));
+    let stored = durable.stored(&record).unwrap();
+    assert_eq!(&*stored.body, &serde_json::to_vec(&record).unwrap()[..]);
 }

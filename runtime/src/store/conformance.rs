@@ -19,7 +19,7 @@ pub(crate) fn execution(
         status: status.to_owned(),
         created_at_ms: created,
         updated_at_ms: created,
-        body: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+        body: format!(r#"{{"id":"{id}"}}"#).into_bytes().into(),
     }
 }
 
@@ -39,7 +39,7 @@ fn claim(owner: &str, until_ms: u64, now_ms: u64) -> Claim<'_> {
 pub(crate) async fn round_trip(store: &dyn ExecutionStore) {
     let mut original = execution("e1", "wf", "running", 1_000);
     // Bytes that are not valid UTF-8 must survive: the body is binary, not text.
-    original.body = vec![0, 159, 146, 150, b'{', b'}'];
+    original.body = vec![0, 159, 146, 150, b'{', b'}'].into();
     assert_eq!(store.create(&original, "a", 5_000).await.unwrap(), 1);
     assert_eq!(store.load("e1").await.unwrap(), Some(original));
     assert_eq!(store.load("nope").await.unwrap(), None);
@@ -56,14 +56,14 @@ pub(crate) async fn save_keeps_created_at_and_updates_the_rest(store: &dyn Execu
         .unwrap();
     let mut update = execution("e1", "wf", "completed", 5_000);
     update.updated_at_ms = 6_000;
-    update.body = b"{\"done\":true}".to_vec();
+    update.body = b"{\"done\":true}".to_vec().into();
     store.save(&update, fence).await.unwrap();
 
     let loaded = store.load("e1").await.unwrap().unwrap();
     assert_eq!(loaded.created_at_ms, 1_000);
     assert_eq!(loaded.updated_at_ms, 6_000);
     assert_eq!(loaded.status, "completed");
-    assert_eq!(loaded.body, b"{\"done\":true}".to_vec());
+    assert_eq!(&*loaded.body, b"{\"done\":true}");
     assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
     assert!(matches!(
         store.save(&execution("nope", "wf", "running", 1), 1).await,
@@ -141,7 +141,7 @@ pub(crate) async fn fencing_locks_out_the_previous_owner(store: &dyn ExecutionSt
         .expect("the lease expired");
     assert!(second > first);
     let mut stale = execution("e1", "wf", "failed", 1_000);
-    stale.body = b"stale".to_vec();
+    stale.body = b"stale".to_vec().into();
     assert!(matches!(
         store.save(&stale, first).await,
         Err(StoreError::Fenced { fence, .. }) if fence == first
@@ -156,9 +156,9 @@ pub(crate) async fn fencing_locks_out_the_previous_owner(store: &dyn ExecutionSt
     ));
 
     let mut fresh = execution("e1", "wf", "completed", 1_000);
-    fresh.body = b"fresh".to_vec();
+    fresh.body = b"fresh".to_vec().into();
     store.save(&fresh, second).await.unwrap();
-    assert_eq!(store.load("e1").await.unwrap().unwrap().body, b"fresh");
+    assert_eq!(&*store.load("e1").await.unwrap().unwrap().body, b"fresh");
     let lease = store.lease("e1").await.unwrap().unwrap();
     assert_eq!((lease.owner.as_str(), lease.fence), ("b", second));
 
@@ -251,9 +251,9 @@ pub(crate) async fn a_batch_reports_each_write_and_commits_the_good_ones(
         .unwrap();
     let mut a = execution("a", "wf", "completed", 9_999);
     a.updated_at_ms = 2_000;
-    a.body = b"a done".to_vec();
+    a.body = b"a done".to_vec().into();
     let mut stale_b = execution("b", "wf", "failed", 1_000);
-    stale_b.body = b"stale".to_vec();
+    stale_b.body = b"stale".to_vec().into();
 
     let outcomes = store
         .write(vec![
@@ -295,7 +295,7 @@ pub(crate) async fn a_batch_reports_each_write_and_commits_the_good_ones(
     );
     let loaded_a = store.load("a").await.unwrap().unwrap();
     assert_eq!(loaded_a.status, "completed");
-    assert_eq!(loaded_a.body, b"a done");
+    assert_eq!(&*loaded_a.body, b"a done");
     assert_eq!(loaded_a.created_at_ms, 1_000);
     assert_eq!(loaded_a.updated_at_ms, 2_000);
     // The lost duplicate create changed nothing either.
@@ -347,7 +347,7 @@ pub(crate) async fn finish_saves_and_releases_together(store: &dyn ExecutionStor
         .await
         .unwrap();
     let mut done = execution("e1", "wf", "completed", 1_000);
-    done.body = b"done".to_vec();
+    done.body = b"done".to_vec().into();
     store.finish(&done, fence).await.unwrap();
     assert_eq!(store.load("e1").await.unwrap(), Some(done.clone()));
     assert_eq!(store.lease("e1").await.unwrap(), None);

@@ -321,6 +321,10 @@ impl ExecutionStore for GroupCommit {
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
+
+    fn keeps_records(&self) -> bool {
+        self.inner.keeps_records()
+    }
 }
 
 #[async_trait]

@@ -98,10 +98,12 @@ fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence,
 }
 
 /// The record as this store keeps it: every record stays in memory for the life of the
-/// process, so a body written into a roomier buffer than it needed gives the room back.
+/// process, so JSON written into a roomier buffer than it needed gives the room back.
 fn kept(mut record: StoredExecution) -> StoredExecution {
-    if record.body.capacity() > record.body.len() + record.body.len() / 4 {
-        record.body.shrink_to_fit();
+    if let Some(json) = record.body.as_json_vec()
+        && json.capacity() > json.len() + json.len() / 4
+    {
+        json.shrink_to_fit();
     }
     record
 }
@@ -149,6 +151,10 @@ impl ExecutionStore for MemoryStore {
 
     fn is_durable(&self) -> bool {
         false
+    }
+
+    fn keeps_records(&self) -> bool {
+        true
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
@@ -265,7 +271,11 @@ impl LeaseStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::store::{Record, RecordBody};
 
     struct Fixture(MemoryStore);
 
@@ -281,7 +291,7 @@ mod tests {
 
     crate::store::conformance::suite!(fresh);
 
-    fn record(body: Vec<u8>) -> StoredExecution {
+    fn record(body: RecordBody) -> StoredExecution {
         StoredExecution {
             id: "e1".into(),
             workflow_id: "wf".into(),
@@ -296,14 +306,45 @@ mod tests {
     fn a_kept_body_gives_back_room_it_does_not_use() {
         let mut roomy = Vec::with_capacity(8192);
         roomy.extend_from_slice(&[b'x'; 1000]);
-        let shrunk = kept(record(roomy));
-        assert_eq!(shrunk.body, vec![b'x'; 1000]);
-        assert!(shrunk.body.capacity() < 1250, "{}", shrunk.body.capacity());
+        let mut shrunk = kept(record(roomy.into()));
+        assert_eq!(&*shrunk.body, &[b'x'; 1000][..]);
+        let capacity = shrunk.body.as_json_vec().unwrap().capacity();
+        assert!(capacity < 1250, "{capacity}");
 
         // A little slack is not worth a copy.
         let mut snug = Vec::with_capacity(1100);
         snug.extend_from_slice(&[b'y'; 1000]);
         let pointer = snug.as_ptr();
-        assert_eq!(kept(record(snug)).body.as_ptr(), pointer);
+        assert_eq!(kept(record(snug.into())).body.as_ptr(), pointer);
+    }
+
+    /// Counts how often it is serialized.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Record for Counted {
+        fn to_json(&self) -> Vec<u8> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            br#"{"kept":"as a value"}"#.to_vec()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_is_kept_as_a_value_and_serialized_once_when_first_read() {
+        let store = MemoryStore::new();
+        assert!(store.keeps_records());
+        let made = Arc::new(AtomicUsize::new(0));
+        let body = RecordBody::record(Counted(made.clone()));
+        store.create(&record(body), "me", u64::MAX).await.unwrap();
+        assert_eq!(
+            made.load(Ordering::SeqCst),
+            0,
+            "nothing is serialized by a write"
+        );
+
+        let loaded = store.load("e1").await.unwrap().unwrap();
+        assert_eq!(&*loaded.body, br#"{"kept":"as a value"}"#);
+        let listed = store.list(&ListFilter::default()).await.unwrap();
+        assert_eq!(&*listed[0].body, br#"{"kept":"as a value"}"#);
+        assert_eq!(made.load(Ordering::SeqCst), 1, "the JSON is made once");
     }
 }

@@ -51,6 +51,8 @@ pub(crate) use self::postgres::pool as postgres_pool;
 pub use self::redis::RedisStore;
 pub use self::sqlite::SqliteStore;
 
+use std::sync::{Arc, OnceLock};
+
 use async_trait::async_trait;
 
 /// What a store keeps for one execution: a few indexed columns and the engine's record.
@@ -63,8 +65,93 @@ pub struct StoredExecution {
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
-    /// The engine's serialized execution record (JSON).
-    pub body: Vec<u8>,
+    /// The engine's execution record.
+    pub body: RecordBody,
+}
+
+/// The engine's record of one execution as a store is handed it: its JSON, or the record
+/// itself, which makes its JSON when first asked. Derefs to the JSON.
+///
+/// A store that writes the record somewhere is handed JSON, made on the task that wrote it.
+/// A store that keeps records in this process ([`ExecutionStore::keeps_records`]) is handed
+/// the record instead: it keeps a snapshot that shares its unchanged parts with the live
+/// record, and nothing is serialized until somebody reads it.
+#[derive(Clone)]
+pub struct RecordBody(BodyForm);
+
+#[derive(Clone)]
+enum BodyForm {
+    Json(Vec<u8>),
+    Record(Arc<Deferred>),
+}
+
+struct Deferred {
+    record: Box<dyn Record>,
+    json: OnceLock<Vec<u8>>,
+}
+
+/// A record that can write itself as JSON; see [`RecordBody::record`].
+pub trait Record: Send + Sync + 'static {
+    fn to_json(&self) -> Vec<u8>;
+}
+
+impl RecordBody {
+    pub fn json(json: Vec<u8>) -> Self {
+        RecordBody(BodyForm::Json(json))
+    }
+
+    /// A body whose JSON is made when it is first read.
+    pub fn record(record: impl Record) -> Self {
+        RecordBody(BodyForm::Record(Arc::new(Deferred {
+            record: Box::new(record),
+            json: OnceLock::new(),
+        })))
+    }
+
+    /// The JSON bytes, if they are what this body holds (a record not yet serialized is not).
+    pub fn as_json_vec(&mut self) -> Option<&mut Vec<u8>> {
+        match &mut self.0 {
+            BodyForm::Json(json) => Some(json),
+            BodyForm::Record(_) => None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for RecordBody {
+    fn from(json: Vec<u8>) -> Self {
+        RecordBody::json(json)
+    }
+}
+
+impl std::ops::Deref for RecordBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            BodyForm::Json(json) => json,
+            BodyForm::Record(deferred) => deferred.json.get_or_init(|| deferred.record.to_json()),
+        }
+    }
+}
+
+impl AsRef<[u8]> for RecordBody {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq for RecordBody {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for RecordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RecordBody")
+            .field(&String::from_utf8_lossy(self))
+            .finish()
+    }
 }
 
 /// Filter for [`ExecutionStore::list`].
@@ -203,6 +290,12 @@ pub trait ExecutionStore: LeaseStore {
     /// a checkpoint before acting on it only where the checkpoint can outlive a crash.
     fn is_durable(&self) -> bool {
         true
+    }
+
+    /// Whether the store keeps records in this process, so that it would rather be handed
+    /// the record than its JSON (see [`RecordBody`]).
+    fn keeps_records(&self) -> bool {
+        false
     }
 }
 

@@ -181,7 +181,7 @@ impl PostgresStore {
                             &execution.status,
                             &execution.created_at_ms,
                             &execution.updated_at_ms,
-                            &execution.body,
+                            &execution.body.as_ref(),
                             owner,
                             &(*lease_until_ms as i64),
                         ],
@@ -219,7 +219,7 @@ impl PostgresStore {
                             &execution.workflow_id,
                             &execution.status,
                             &execution.updated_at_ms,
-                            &execution.body,
+                            &execution.body.as_ref(),
                             release,
                         ],
                     )
@@ -558,7 +558,7 @@ fn row_to_execution(row: &tokio_postgres::Row) -> Result<StoredExecution, StoreE
         status: row.try_get(2).map_err(pg_error)?,
         created_at_ms: row.try_get(3).map_err(pg_error)?,
         updated_at_ms: row.try_get(4).map_err(pg_error)?,
-        body: row.try_get(5).map_err(pg_error)?,
+        body: row.try_get::<_, Vec<u8>>(5).map_err(pg_error)?.into(),
     })
 }
 
@@ -731,7 +731,9 @@ mod tests {
         assert_eq!(method, if has_lz4 { "l" } else { "" });
         // A record well past the compression threshold still reads back as written.
         let mut big = crate::store::conformance::execution("e1", "wf", "running", 1);
-        big.body = serde_json::to_vec(&vec!["a step's worth of JSON"; 400]).unwrap();
+        big.body = serde_json::to_vec(&vec!["a step's worth of JSON"; 400])
+            .unwrap()
+            .into();
         let fence = store.create(&big, "me", 10).await.unwrap();
         store.save(&big, fence).await.unwrap();
         assert_eq!(store.load("e1").await.unwrap(), Some(big));

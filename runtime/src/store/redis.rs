@@ -167,7 +167,7 @@ impl RedisStore {
             .arg(&execution.status)
             .arg(execution.created_at_ms)
             .arg(execution.updated_at_ms)
-            .arg(&execution.body)
+            .arg(&*execution.body)
             .arg(fence)
             .arg(self.ttl_ms)
             .arg(match mode {
@@ -236,7 +236,7 @@ fn parse_record(
         updated_at_ms: updated_at_ms
             .parse()
             .map_err(|_| corrupt("updated_at_ms"))?,
-        body: fields.remove("body").ok_or_else(|| corrupt("body"))?,
+        body: fields.remove("body").ok_or_else(|| corrupt("body"))?.into(),
     }))
 }
 
@@ -258,7 +258,7 @@ impl RedisStore {
                     .arg(&execution.status)
                     .arg(execution.created_at_ms)
                     .arg(execution.updated_at_ms)
-                    .arg(&execution.body)
+                    .arg(&*execution.body)
                     .arg(owner)
                     .arg(lease_until_ms)
                     .arg(self.ttl_ms)
@@ -277,7 +277,7 @@ impl RedisStore {
                     .arg(&execution.workflow_id)
                     .arg(&execution.status)
                     .arg(execution.updated_at_ms)
-                    .arg(&execution.body)
+                    .arg(&*execution.body)
                     .arg(self.ttl_ms)
                     .arg(&execution.id)
                     .arg(if *release { "1" } else { "" });

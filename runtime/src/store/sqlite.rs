@@ -276,7 +276,7 @@ fn row_to_execution(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredExecution
         status: row.get(2)?,
         created_at_ms: row.get(3)?,
         updated_at_ms: row.get(4)?,
-        body: row.get(5)?,
+        body: row.get::<_, Vec<u8>>(5)?.into(),
     })
 }
 
@@ -304,7 +304,7 @@ fn apply(
                     execution.status,
                     execution.created_at_ms,
                     execution.updated_at_ms,
-                    execution.body,
+                    &*execution.body,
                     owner,
                     *lease_until_ms as i64,
                 ])?;
@@ -334,7 +334,7 @@ fn apply(
                 execution.workflow_id,
                 execution.status,
                 execution.updated_at_ms,
-                execution.body,
+                &*execution.body,
             ])?;
             Ok(if changed == 0 {
                 Err(unchanged(tx, &execution.id, *fence)?)

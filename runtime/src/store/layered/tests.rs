@@ -57,7 +57,7 @@ async fn component_state() {
 fn step(id: &str, status: &str, n: u8) -> StoredExecution {
     let mut e = execution(id, "wf", status, 1_000);
     e.updated_at_ms = 1_000 + i64::from(n);
-    e.body = vec![n];
+    e.body = vec![n].into();
     e
 }
 
