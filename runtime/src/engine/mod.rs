@@ -545,11 +545,12 @@ impl Execution {
         run.response = response;
         run.ended_at_ms = Some(now_ms);
         self.completion_order.push(i);
-        let next = match self.steps[i].chosen {
-            Some(chosen) if matches!(plan.node(i).work, Work::Choice { .. }) => vec![chosen],
-            _ => plan.node(i).next.clone(),
-        };
-        self.signal_next(plan, i, &next);
+        match self.steps[i].chosen {
+            Some(chosen) if matches!(plan.node(i).work, Work::Choice { .. }) => {
+                self.signal_next(plan, i, &[chosen]);
+            }
+            _ => self.signal_next(plan, i, &plan.node(i).next),
+        }
     }
 
     fn signal_next(&mut self, _plan: &Plan, from: NodeId, next: &[NodeId]) {
