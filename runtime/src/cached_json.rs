@@ -53,6 +53,12 @@ impl<T> CachedJson<T> {
     }
 }
 
+impl<T: Default> Default for CachedJson<T> {
+    fn default() -> Self {
+        CachedJson::new(T::default())
+    }
+}
+
 impl<T> From<T> for CachedJson<T> {
     fn from(value: T) -> Self {
         CachedJson::new(value)

@@ -79,32 +79,47 @@ impl WorkflowSource {
 
 /// The texts of a workflow version, shared by every execution of it, with their JSON made
 /// once: every save writes them into the record, and escaping the same YAML again on each
-/// save was the largest single cost of a save.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Sources(CachedJson<Vec<Source>>);
+/// save was the largest single cost of a save. Their hash is made once too: every new
+/// execution looks its version up among the compiled plans.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sources {
+    list: CachedJson<Vec<Source>>,
+    hash: u64,
+}
 
 impl From<Vec<Source>> for Sources {
     fn from(list: Vec<Source>) -> Self {
-        Sources(CachedJson::new(list))
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&list);
+        Sources {
+            list: CachedJson::new(list),
+            hash,
+        }
+    }
+}
+
+impl std::hash::Hash for Sources {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
 impl std::ops::Deref for Sources {
     type Target = [Source];
     fn deref(&self) -> &[Source] {
-        &self.0
+        &self.list
     }
 }
 
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.list.fmt(f)
     }
 }
 
 impl Serialize for Sources {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.list.serialize(serializer)
     }
 }
 
@@ -701,8 +716,9 @@ fn checkpoint_size(record: &ExecutionRecord) -> Result<usize, serde_json::Error>
     /// Ids, status, services, times, output and the like, with room to spare.
     const FIELDS: usize = 768;
     let execution = &record.execution;
-    let mut size = record.workflow.sources.0.json()?.get().len() + FIELDS;
+    let mut size = record.workflow.sources.list.json()?.get().len() + FIELDS;
     size += execution.input.json()?.get().len();
+    size += execution.services.json()?.get().len() + execution.components.json()?.get().len();
     for step in &execution.steps {
         size += step.json()?.get().len();
     }

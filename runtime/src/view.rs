@@ -19,7 +19,7 @@ pub fn execution(e: &Execution) -> Json {
         "duration_ms": e.ended_at_ms.map(|end| end.saturating_sub(e.started_at_ms)),
         "api_calls": e.api_calls,
         "resumes": e.resumes,
-        "services": e.services,
+        "services": *e.services,
         "steps": e.steps.iter().filter(|s| !s.internal).map(|s| {
             let mut v = run(&s.run);
             v["name"] = json!(s.name);

@@ -44,7 +44,7 @@ impl Variables for ExecutionScope<'_> {
                     json!({"id": execution.id, "workflow": execution.workflow_id}),
                 ));
             }
-            "services" => return Some(Cow::Owned(json!(execution.services))),
+            "services" => return Some(Cow::Owned(json!(*execution.services))),
             _ => {}
         }
         // `step7`, but not `step07`.

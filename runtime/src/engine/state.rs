@@ -86,11 +86,12 @@ pub struct Execution {
     pub input: CachedJson<Json>,
     /// The tenant whose execution this is (namespaces component state).
     pub tenant: String,
-    /// Service name to base URL, fixed when the execution started.
-    pub services: BTreeMap<String, String>,
+    /// Service name to base URL, fixed when the execution started. Kept with its JSON, and
+    /// shared by the record's snapshots, like the input.
+    pub services: CachedJson<BTreeMap<String, String>>,
     /// Component name to the digest of the bytes that run, fixed when the execution started.
     #[serde(default)]
-    pub components: BTreeMap<String, String>,
+    pub components: CachedJson<BTreeMap<String, String>>,
     /// One entry per plan node, in plan order. A finished step's run no longer changes, so
     /// each keeps its JSON between checkpoints.
     pub steps: Vec<CachedJson<StepRun>>,
@@ -298,8 +299,8 @@ impl Execution {
             status: Status::Running,
             input: input.into(),
             tenant: bindings.tenant,
-            services: bindings.services,
-            components: bindings.components,
+            services: bindings.services.into(),
+            components: bindings.components.into(),
             steps: plan
                 .nodes
                 .iter()
