@@ -2,8 +2,9 @@
 //!
 //! The engine never talks to a database directly: it hands a [`StoredExecution`] to an
 //! [`ExecutionStore`] after every state change and waits for the write to be durable before it
-//! acts on that change. The record body is opaque to the store (JSON produced by the engine);
-//! the store only indexes the few columns that listing and resuming need.
+//! acts on that change. The record body is opaque to the store (the engine's JSON, or for the
+//! memory store the record itself, see [`RecordBody`]); the store only indexes the few
+//! columns that listing and resuming need.
 //!
 //! Every execution also carries a [`Lease`]: an owner, an expiry and a fence. Only the owner
 //! holding the current fence may write the record, so two processes that both believe they
