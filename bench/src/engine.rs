@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
-use orca_runtime::engine::Status;
+use orca_runtime::engine::{Bindings, Status};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{HttpRequest, Invoker, Request};
-use orca_runtime::runner::Runner;
+use orca_runtime::plan::Plan;
+use orca_runtime::runner::{Runner, WorkflowSource};
 use orca_runtime::store::MemoryStore;
 use tokio::task::JoinSet;
 
@@ -76,63 +77,96 @@ impl std::str::FromStr for Profiled {
 /// `valgrind --tool=callgrind`, the difference between two kinds is what Orca adds, counted
 /// instruction by instruction instead of timed on a noisy machine.
 pub(crate) async fn profile(kind: Profiled, runs: u64, base: &str) -> Result<()> {
-    const STEPS: usize = 10;
-    let (source, plan) = common::workflow(
-        "bench-seq10",
-        common::http_steps("bench-seq10", STEPS, false),
-    )?;
-    let runner = runner()?;
-    let bindings = common::bindings(base);
-    let client = reqwest::Client::new();
-    let invoker = HttpInvoker::new(HttpConfig::default())?;
+    let calls = Sequential::new(base)?;
     let started = Instant::now();
     for i in 0..runs {
         match kind {
-            Profiled::Engine => {
-                let done = runner
-                    .run(source.clone(), &plan, input(i), bindings.clone())
-                    .await?;
-                ensure!(done.status == Status::Completed, "ended {:?}", done.status);
-            }
-            Profiled::Floor => by_hand(&client, base, STEPS, i).await?,
-            Profiled::Invoker => through_the_invoker(&invoker, base, STEPS, i).await?,
+            Profiled::Engine => calls.through_the_engine(i).await?,
+            Profiled::Floor => calls.by_hand(i).await?,
+            Profiled::Invoker => calls.through_the_invoker(i).await?,
         }
     }
     let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
-    println!("{kind:?}: {runs} runs of {STEPS} calls, mean {mean:.1} µs per run");
+    println!(
+        "{kind:?}: {runs} runs of {} calls, mean {mean:.1} µs per run",
+        Sequential::STEPS
+    );
     Ok(())
 }
 
-pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Report) -> Result<()> {
+/// Section 1's three ways of making the same 10 calls.
+struct Sequential {
+    base: String,
+    source: WorkflowSource,
+    plan: Arc<Plan>,
+    runner: Runner,
+    bindings: Bindings,
+    client: reqwest::Client,
+    invoker: HttpInvoker,
+}
+
+impl Sequential {
     const STEPS: usize = 10;
-    let (source, plan) = common::workflow(
-        "bench-seq10",
-        common::http_steps("bench-seq10", STEPS, false),
-    )?;
-    let runner = runner()?;
-    let bindings = common::bindings(base);
-    let client = reqwest::Client::new();
-    let invoker = HttpInvoker::new(HttpConfig::default())?;
+
+    fn new(base: &str) -> Result<Self> {
+        let (source, plan) = common::workflow(
+            "bench-seq10",
+            common::http_steps("bench-seq10", Self::STEPS, false),
+        )?;
+        Ok(Sequential {
+            base: base.to_string(),
+            source,
+            plan,
+            runner: runner()?,
+            bindings: common::bindings(base),
+            client: reqwest::Client::new(),
+            invoker: HttpInvoker::new(HttpConfig::default())?,
+        })
+    }
+
+    async fn through_the_engine(&self, i: u64) -> Result<()> {
+        let done = self
+            .runner
+            .run(
+                self.source.clone(),
+                &self.plan,
+                input(i),
+                self.bindings.clone(),
+            )
+            .await?;
+        ensure!(
+            done.status == Status::Completed,
+            "the workflow ended {:?}",
+            done.status
+        );
+        Ok(())
+    }
+
+    async fn by_hand(&self, i: u64) -> Result<()> {
+        by_hand(&self.client, &self.base, Self::STEPS, i).await
+    }
+
+    async fn through_the_invoker(&self, i: u64) -> Result<()> {
+        through_the_invoker(&self.invoker, &self.base, Self::STEPS, i).await
+    }
+}
+
+pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Report) -> Result<()> {
+    const STEPS: usize = Sequential::STEPS;
+    let calls = Sequential::new(base)?;
     let (mut orca, mut floor, mut alone) =
         (Samples::default(), Samples::default(), Samples::default());
     let deadline = Instant::now() + settings.window * 2;
     let mut i = 0u64;
     while Instant::now() < deadline || orca.len() < 100 {
         let t = Instant::now();
-        let done = runner
-            .run(source.clone(), &plan, input(i), bindings.clone())
-            .await?;
+        calls.through_the_engine(i).await?;
         let took = t.elapsed();
-        ensure!(
-            done.status == Status::Completed,
-            "the workflow ended {:?}",
-            done.status
-        );
         let t = Instant::now();
-        by_hand(&client, base, STEPS, i).await?;
+        calls.by_hand(i).await?;
         let floor_took = t.elapsed();
         let t = Instant::now();
-        through_the_invoker(&invoker, base, STEPS, i).await?;
+        calls.through_the_invoker(i).await?;
         let alone_took = t.elapsed();
         if i >= WARMUP {
             orca.push(took);
