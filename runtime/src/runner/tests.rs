@@ -475,21 +475,14 @@ async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does
 
 #[tokio::test]
 async fn a_checkpoint_buffer_is_sized_before_it_is_written() {
-    let store = Arc::new(MemoryStore::new());
-    let runner = Runner::new(store.clone(), gated(10));
-    let (mut workflow, plan) = source();
-    runner.plans.share(&mut workflow, &plan);
-    let (mut execution, _) = Execution::start(&plan, "e1".into(), json!({"n": 1}), bindings(), 5);
+    let runner = Runner::new(Arc::new(MemoryStore::new()), gated(10));
+    let (mut record, plan) = new_record(&runner);
     let mut sizes = Vec::new();
     // As created, once the first step has an outcome, and once the second has.
     for step in 0..3 {
         if step > 0 {
-            succeed(&plan, &mut execution, step - 1);
+            succeed(&plan, &mut record.execution, step - 1);
         }
-        let record = ExecutionRecord {
-            workflow: workflow.clone(),
-            execution: execution.clone(),
-        };
         let json = record.checkpoint().unwrap();
         assert_eq!(json, serde_json::to_vec(&record).unwrap());
         let slack = json.capacity() - json.len();
@@ -503,7 +496,19 @@ async fn a_checkpoint_buffer_is_sized_before_it_is_written() {
         sizes.push(json.len());
     }
     assert!(sizes[0] < sizes[1] && sizes[1] < sizes[2], "{sizes:?}");
-    assert_eq!(execution.status, Status::Completed);
+    assert_eq!(record.execution.status, Status::Completed);
+}
+
+/// A new execution of [`source`] as `runner` records it, before anything has run.
+fn new_record(runner: &Runner) -> (ExecutionRecord, Plan) {
+    let (mut workflow, plan) = source();
+    runner.plans.share(&mut workflow, &plan);
+    let (execution, _) = Execution::start(&plan, "e1".into(), json!({"n": 1}), bindings(), 5);
+    let record = ExecutionRecord {
+        workflow,
+        execution,
+    };
+    (record, plan)
 }
 
 fn succeed(plan: &Plan, execution: &mut Execution, step: usize) {
@@ -524,15 +529,8 @@ fn succeed(plan: &Plan, execution: &mut Execution, step: usize) {
 /// live record does, and the parts that did not change are shared, not copied.
 #[tokio::test]
 async fn a_store_that_keeps_records_is_handed_a_snapshot_of_the_record() {
-    let store = Arc::new(MemoryStore::new());
-    let runner = Runner::new(store.clone(), gated(10));
-    let (mut workflow, plan) = source();
-    runner.plans.share(&mut workflow, &plan);
-    let (execution, _) = Execution::start(&plan, "e1".into(), json!({"n": 1}), bindings(), 5);
-    let mut record = ExecutionRecord {
-        workflow,
-        execution,
-    };
+    let runner = Runner::new(Arc::new(MemoryStore::new()), gated(10));
+    let (mut record, plan) = new_record(&runner);
     let stored = runner.stored(&record).unwrap();
     let before = serde_json::to_vec(&record).unwrap();
 
