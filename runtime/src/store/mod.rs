@@ -83,12 +83,13 @@ pub struct RecordBody(BodyForm);
 #[derive(Clone)]
 enum BodyForm {
     Json(Vec<u8>),
-    Record(Arc<Deferred>),
+    Record(Arc<Deferred<dyn Record>>),
 }
 
-struct Deferred {
-    record: Box<dyn Record>,
+/// The record and, once read, its JSON; unsized, so the record lives in the same allocation.
+struct Deferred<R: ?Sized> {
     json: OnceLock<Vec<u8>>,
+    record: R,
 }
 
 /// A record that can write itself as JSON; see [`RecordBody::record`].
@@ -104,8 +105,8 @@ impl RecordBody {
     /// A body whose JSON is made when it is first read.
     pub fn record(record: impl Record) -> Self {
         RecordBody(BodyForm::Record(Arc::new(Deferred {
-            record: Box::new(record),
             json: OnceLock::new(),
+            record,
         })))
     }
 
