@@ -39,7 +39,7 @@ async fn through_the_invoker(
             method: "POST".into(),
             url: format!("{base}/s{s}"),
             headers: Vec::new(),
-            body: Some(input(i)),
+            body: Some(input(i).into()),
             timeout_ms: 30_000,
             idempotency_key: format!("{i}:s{s}"),
             service: None,

@@ -144,7 +144,7 @@ async fn list_one(store: &MemoryStore) -> Result<String> {
         })
         .await?;
     match listed.into_iter().next() {
-        Some(s) => Ok(s.id),
+        Some(s) => Ok(s.id.to_string()),
         None => bail!("no execution was stored"),
     }
 }

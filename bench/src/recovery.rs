@@ -103,8 +103,8 @@ pub(crate) async fn recovery(
     for _ in 0..n {
         let id = uuid::Uuid::now_v7().to_string();
         let mut copy = template.clone();
-        copy.body = body.replace(&template.id, &id).into_bytes().into();
-        copy.id = id.clone();
+        copy.body = body.replace(&*template.id, &id).into_bytes().into();
+        copy.id = id.as_str().into();
         ids.push(id);
         let (store, permit) = (store.clone(), permits.clone().acquire_owned().await?);
         set.spawn(async move {

@@ -51,6 +51,11 @@ impl<T> CachedJson<T> {
             }),
         }
     }
+
+    /// Whether both are the same value (and JSON), not just equal ones.
+    pub fn shares(&self, other: &CachedJson<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
 }
 
 impl<T: Default> Default for CachedJson<T> {
@@ -127,7 +132,7 @@ impl<T: fmt::Debug> fmt::Debug for CachedJson<T> {
 
 impl<T: PartialEq> PartialEq for CachedJson<T> {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared) || self.shared.value == other.shared.value
+        self.shares(other) || self.shared.value == other.shared.value
     }
 }
 

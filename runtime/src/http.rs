@@ -11,7 +11,9 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value as Json;
 
@@ -124,8 +126,23 @@ impl HttpInvoker {
             )));
         }
 
-        // The workflow's headers and the three set below.
-        let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
+        let mut builder = self.client.request(method, url);
+        if let Some(body) = &request.body {
+            let json = body
+                .json()
+                .map_err(|error| invalid(format!("could not serialize the body: {error}")))?;
+            builder = builder.body(json.get().to_owned());
+        }
+        let mut prepared = builder.build().map_err(|error| {
+            invalid(format!(
+                "could not build the request: {}",
+                error_chain(&error)
+            ))
+        })?;
+        // Written into the request's own map: building a map and handing it to the builder
+        // would hash every name twice.
+        let headers = prepared.headers_mut();
+        headers.reserve(request.headers.len() + 3);
         for (name, value) in &request.headers {
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
@@ -134,11 +151,13 @@ impl HttpInvoker {
             headers.append(header_name, header_value);
         }
         // A workflow may ask for a more specific media type; only fill in what it left out.
-        if !headers.contains_key(ACCEPT) {
-            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Entry::Vacant(accept) = headers.entry(ACCEPT) {
+            accept.insert(HeaderValue::from_static("application/json"));
         }
-        if request.body.is_some() && !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if request.body.is_some()
+            && let Entry::Vacant(content_type) = headers.entry(CONTENT_TYPE)
+        {
+            content_type.insert(HeaderValue::from_static("application/json"));
         }
         // Set last and unconditionally: the key is what makes retries safe, so a stray header
         // from the workflow must not replace it.
@@ -149,19 +168,7 @@ impl HttpInvoker {
             ))
         })?;
         headers.insert(IDEMPOTENCY_KEY, key);
-
-        let mut builder = self.client.request(method, url).headers(headers);
-        if let Some(body) = &request.body {
-            let bytes = serde_json::to_vec(body)
-                .map_err(|error| invalid(format!("could not serialize the body: {error}")))?;
-            builder = builder.body(bytes);
-        }
-        builder.build().map_err(|error| {
-            invalid(format!(
-                "could not build the request: {}",
-                error_chain(&error)
-            ))
-        })
+        Ok(prepared)
     }
 }
 
@@ -276,25 +283,26 @@ fn error_chain(error: &reqwest::Error) -> String {
 }
 
 fn collect_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
-    let mut collected = BTreeMap::new();
-    for name in headers.keys() {
-        let mut values = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|value| value.to_str().ok());
-        let Some(first) = values.next() else {
+    // One pass: a map yields each name's values one after another, so a repeated header is
+    // joined onto the entry just made, with no lookup by name.
+    let mut collected: Vec<(String, String)> = Vec::with_capacity(headers.keys_len());
+    let mut last: Option<&HeaderName> = None;
+    for (name, value) in headers {
+        let Ok(value) = value.to_str() else {
             continue;
         };
-        // Most headers come once: their value is copied as it is, with no list to join.
-        let mut joined = first.to_owned();
-        for more in values {
-            joined.push_str(", ");
-            joined.push_str(more);
+        match collected.last_mut() {
+            Some((_, joined)) if last == Some(name) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            // `HeaderName` is already lower case, which is what makes lookups predictable.
+            _ => collected.push((name.as_str().to_owned(), value.to_owned())),
         }
-        // `HeaderName` is already lower case, which is what makes lookups predictable.
-        collected.insert(name.as_str().to_owned(), joined);
+        last = Some(name);
     }
-    collected
+    // Sorts the list and builds the tree in one pass, instead of a search per insert.
+    BTreeMap::from_iter(collected)
 }
 
 /// Only the delta-seconds form: the HTTP-date form needs a date parser the crate does not
@@ -402,7 +410,7 @@ mod tests {
 
     fn http(method: &str, url: String) -> HttpRequest {
         HttpRequest {
-            method: method.to_owned(),
+            method: method.into(),
             url,
             headers: Vec::new(),
             body: None,
@@ -512,7 +520,7 @@ mod tests {
             ("X-Tenant".to_owned(), "acme".to_owned()),
             ("Authorization".to_owned(), "Bearer t0ken".to_owned()),
         ];
-        request.body = Some(json!({"amount": 1250, "currency": "EUR"}));
+        request.body = Some(json!({"amount": 1250, "currency": "EUR"}).into());
         let response = invoke(&invoker(), request).await.unwrap();
         assert_eq!(response.status, 201);
         assert_eq!(response.body, json!({"payment": "p-1"}));

@@ -5,11 +5,13 @@
 //! Wasm host adds components behind the same trait.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use crate::cached_json::CachedJson;
 use crate::component::{ComponentRequest, Phase};
 
 /// A rendered call, stored on the execution before it is sent.
@@ -22,16 +24,18 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpRequest {
-    pub method: String,
+    pub method: Arc<str>,
     pub url: String,
     pub headers: Vec<(String, String)>,
-    pub body: Option<Json>,
+    /// Kept with its JSON: the default body is the execution input, shared with it, and the
+    /// bytes sent are the bytes a checkpoint writes.
+    pub body: Option<CachedJson<Json>>,
     pub timeout_ms: u64,
     /// Sent as `Idempotency-Key`; the same for every attempt of one step of one execution.
     pub idempotency_key: String,
     /// The service name the URL was bound from, for metrics labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
 }
 
 /// `POST http://…/payments`: how progress lines and failures name a call. A `Display` rather

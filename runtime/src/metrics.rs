@@ -208,7 +208,7 @@ impl Metrics {
 
     /// Records a finished execution's totals. Called once per execution when it ends here.
     pub fn execution_finished(&self, execution: &Execution) {
-        let workflow = execution.workflow_id.as_str();
+        let workflow = &*execution.workflow_id;
         self.in_flight.with_label_values(&[workflow]).dec();
         self.executions
             .with_label_values(&[workflow, execution.status.as_str()])

@@ -16,6 +16,7 @@ mod plans;
 
 pub use lease::LeaseSettings;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,7 +67,7 @@ pub struct ExecutionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkflowSource {
     /// The workflow's name among the documents of `sources`.
-    pub name: String,
+    pub name: Arc<str>,
     pub sources: Sources,
 }
 
@@ -253,7 +254,7 @@ impl Runner {
         bindings: Bindings,
     ) -> Result<Handle, RunError> {
         let (record, actions, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
-        let id = record.execution.id.clone();
+        let id = record.execution.id.to_string();
         Ok(self.in_background(id, move |runner, mut inbox| async move {
             let (mut record, mut lease) = (record, lease);
             runner
@@ -487,7 +488,7 @@ impl Runner {
                     Some(event) = pending.next() => event,
                     reason = lease.lost() => {
                         return Err(RunError::LeaseLost {
-                            id: record.execution.id.clone(),
+                            id: record.execution.id.to_string(),
                             reason,
                         });
                     }
@@ -503,7 +504,7 @@ impl Runner {
                                 // again (same idempotency key) by whoever resumes.
                                 self.release(&record.execution.id, fence).await;
                                 return Err(RunError::Stopped {
-                                    id: record.execution.id.clone(),
+                                    id: record.execution.id.to_string(),
                                 });
                             }
                             None => control_open = false,
@@ -658,7 +659,7 @@ impl Runner {
         match store::write_one(&*self.store, save).await {
             Ok(_) => Ok(()),
             Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
-                id: record.execution.id.clone(),
+                id: record.execution.id.to_string(),
                 reason: error.to_string(),
             }),
             Err(error) => Err(error.into()),
@@ -673,14 +674,14 @@ impl Runner {
             RecordBody::record(record.clone())
         } else {
             RecordBody::json(record.checkpoint().map_err(|e| RunError::Corrupt {
-                id: execution.id.clone(),
+                id: execution.id.to_string(),
                 message: e.to_string(),
             })?)
         };
         Ok(StoredExecution {
             id: execution.id.clone(),
             workflow_id: execution.workflow_id.clone(),
-            status: execution.status.as_str().to_string(),
+            status: Cow::Borrowed(execution.status.as_str()),
             created_at_ms: execution.started_at_ms as i64,
             updated_at_ms: self.clock.now_ms() as i64,
             body,

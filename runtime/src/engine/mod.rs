@@ -680,7 +680,7 @@ impl Execution {
                 self.compensations
                     .iter()
                     .filter(|c| c.status.is_active())
-                    .map(|c| format!("{} (compensation)", c.step)),
+                    .map(|c| format!("{} (compensation)", c.step).into()),
             )
             .collect();
     }

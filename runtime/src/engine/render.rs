@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value as Json, json};
 
+use crate::cached_json::CachedJson;
 use crate::component::{ComponentRequest, Export, Phase};
 use crate::expr::{Variables, is_cel_identifier};
 use crate::invoke::{HttpRequest, Request};
@@ -185,9 +186,9 @@ impl Execution {
             digest,
             export,
             phase,
-            tenant: self.tenant.clone(),
-            execution_id: self.id.clone(),
-            workflow: self.workflow_id.clone(),
+            tenant: self.tenant.to_string(),
+            execution_id: self.id.to_string(),
+            workflow: self.workflow_id.to_string(),
             step: plan.node(i).name.clone(),
             input: (*self.input).clone(),
             results: self.results(plan),
@@ -217,7 +218,7 @@ impl Execution {
         idempotency_key: String,
     ) -> Result<Request, String> {
         let scope = self.scope(plan);
-        let base = match self.services.get(&call.service) {
+        let base = match self.services.get(&*call.service) {
             Some(base) => Cow::Borrowed(base.as_str()),
             None => Cow::Owned(format!("http://{}", call.service)),
         };
@@ -254,11 +255,11 @@ impl Execution {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let body = match &call.body {
-            Some(template) => Some(template.render(&scope).map_err(|e| format!("body: {e}"))?),
+            Some(template) => Some(CachedJson::new(
+                template.render(&scope).map_err(|e| format!("body: {e}"))?,
+            )),
             // Without a body, a method that carries one sends the execution input.
-            None if matches!(call.method.as_str(), "POST" | "PUT" | "PATCH") => {
-                Some((*self.input).clone())
-            }
+            None if matches!(&*call.method, "POST" | "PUT" | "PATCH") => Some(self.input.clone()),
             None => None,
         };
         Ok(Request::Http(HttpRequest {

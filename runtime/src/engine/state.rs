@@ -79,13 +79,14 @@ impl StepStatus {
 /// One execution of one workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
-    pub id: String,
-    pub workflow_id: String,
+    /// Shared (`Arc`) with every snapshot of the record and every stored copy of it.
+    pub id: Arc<str>,
+    pub workflow_id: Arc<str>,
     pub status: Status,
     /// Never changes: serialized once.
     pub input: CachedJson<Json>,
     /// The tenant whose execution this is (namespaces component state).
-    pub tenant: String,
+    pub tenant: Arc<str>,
     /// Service name to base URL, fixed when the execution started. Kept with its JSON, and
     /// shared by the record's snapshots, like the input.
     pub services: CachedJson<BTreeMap<String, String>>,
@@ -96,7 +97,7 @@ pub struct Execution {
     /// each keeps its JSON between checkpoints.
     pub steps: Vec<CachedJson<StepRun>>,
     /// The steps that are running, retrying or waiting now.
-    pub current: Vec<String>,
+    pub current: Vec<Arc<str>>,
     /// Nodes in the order they completed; compensation runs in reverse.
     pub completion_order: Vec<NodeId>,
     pub compensations: Vec<Compensation>,
@@ -162,7 +163,7 @@ impl Run {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRun {
-    pub name: String,
+    pub name: Arc<str>,
     /// Created by compilation (a parallel state's fork), not written by the user.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub internal: bool,
@@ -294,11 +295,11 @@ impl Execution {
         now_ms: u64,
     ) -> Self {
         Execution {
-            id,
-            workflow_id: plan.workflow_id.clone(),
+            id: id.into(),
+            workflow_id: plan.workflow_id.as_str().into(),
             status: Status::Running,
             input: input.into(),
-            tenant: bindings.tenant,
+            tenant: bindings.tenant.into(),
             services: bindings.services.into(),
             components: bindings.components.into(),
             steps: plan
@@ -306,7 +307,7 @@ impl Execution {
                 .iter()
                 .map(|n| {
                     CachedJson::new(StepRun {
-                        name: n.name.clone(),
+                        name: n.name.as_str().into(),
                         internal: n.internal,
                         run: Run::new(),
                         visits: 0,

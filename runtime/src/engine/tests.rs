@@ -109,8 +109,15 @@ fn sequential_seed_runs_steps_one_after_another() {
         request.url,
         "http://order-service.test/api/v1/orders/validate"
     );
-    assert_eq!(request.method, "POST");
-    assert_eq!(request.body, Some(json!({"order": 7})));
+    assert_eq!(&*request.method, "POST");
+    assert_eq!(request.body.as_deref(), Some(&json!({"order": 7})));
+    assert!(
+        request
+            .body
+            .as_ref()
+            .is_some_and(|body| body.shares(&e.input)),
+        "a step without a body sends the input itself, not a copy"
+    );
     assert_eq!(request.idempotency_key, "ex1:validate_order");
 
     let a = e.apply(
@@ -125,7 +132,7 @@ fn sequential_seed_runs_steps_one_after_another() {
         3_000,
     );
     assert_eq!(names(&plan, &e, &a), ["create_payment"]);
-    assert_eq!(e.current, ["create_payment"]);
+    assert_eq!(e.current, [Arc::from("create_payment")]);
     let a = e.apply(
         &plan,
         ok(step(&plan, "create_payment"), 1, json!({"id": "p1"})),
@@ -389,10 +396,10 @@ fn a_failed_step_compensates_completed_steps_in_reverse_order() {
     let calls = invokes(&plan, &e, &a);
     assert_eq!(calls[0].0, "undo:reserve");
     assert_eq!(
-        (calls[0].2.method.as_str(), calls[0].2.url.as_str()),
+        (&*calls[0].2.method, calls[0].2.url.as_str()),
         ("DELETE", "http://inventory.test/release/r%209")
     );
-    assert_eq!(calls[0].2.body, None);
+    assert!(calls[0].2.body.is_none());
     let a = e.apply(&plan, ok(Target::Compensation(1), 1, json!({})), 7);
     assert_eq!(a, [Action::Finished]);
     assert_eq!(e.status, Status::Compensated);
@@ -515,7 +522,7 @@ fn state_machine_runs_choice_wait_parallel_and_pass() {
     else {
         panic!("{a:?}")
     };
-    assert_eq!(e.current, ["review"]);
+    assert_eq!(e.current, [Arc::from("review")]);
     let a = e.apply(
         &plan,
         Event::Timer {
@@ -599,7 +606,7 @@ spec:
     );
     let calls = invokes(&plan, &e, &a);
     assert_eq!(calls[0].2.idempotency_key, "ex1:poll:2");
-    assert_eq!(calls[0].2.body, None, "GET sends no body");
+    assert!(calls[0].2.body.is_none(), "GET sends no body");
     let a = e.apply(
         &plan,
         ok(step(&plan, "poll"), 1, json!({"state": "ready"})),

@@ -346,7 +346,7 @@ pub(super) fn call(
             .with_hint("name a service (like `order-service`) and map it to a URL in a Services document or with --service"));
     }
     let method = match fields.method {
-        None => "POST".to_string(),
+        None => Arc::from("POST"),
         Some(m) => {
             let upper = m.value.trim().to_ascii_uppercase();
             if !METHODS.contains(&upper.as_str()) {
@@ -358,7 +358,7 @@ pub(super) fn call(
                     )
                     .with_hint(format!("use one of {}", METHODS.join(", "))));
             }
-            upper
+            Arc::from(upper)
         }
     };
     let endpoint = match fields.endpoint {
@@ -392,7 +392,7 @@ pub(super) fn call(
     };
     Ok(HttpCall {
         label: fields.label.map(|l| l.value.clone()),
-        service: service.to_string(),
+        service: Arc::from(service),
         endpoint,
         method,
         headers: pairs(fields.headers, "headers")?,

@@ -136,9 +136,10 @@ pub struct ComponentCall {
 pub struct HttpCall {
     /// The compensation's own name, when it has one.
     pub label: Option<String>,
-    pub service: String,
+    /// Shared with every request rendered from this call (`Arc`: a clone is a count).
+    pub service: Arc<str>,
     pub endpoint: Template,
-    pub method: String,
+    pub method: Arc<str>,
     pub headers: Vec<(String, Template)>,
     pub query: Vec<(String, Template)>,
     /// `None` sends the execution input.
@@ -207,7 +208,7 @@ impl Plan {
             };
             for call in work.into_iter().chain(node.compensation.as_ref()) {
                 match call {
-                    Call::Http(h) => services.insert(h.service.clone()),
+                    Call::Http(h) => services.insert(h.service.to_string()),
                     Call::Component(c) => components.insert(c.component.clone()),
                 };
             }

@@ -70,7 +70,7 @@ fn source() -> (WorkflowSource, Plan) {
     let set = DefinitionSet::load(sources.clone()).unwrap();
     let plan = plan::compile(&set, None).unwrap();
     let workflow = WorkflowSource {
-        name: plan.workflow_id.clone(),
+        name: plan.workflow_id.as_str().into(),
         sources: sources.into(),
     };
     (workflow, plan)
@@ -109,7 +109,7 @@ async fn stuck_execution(store: &Arc<MemoryStore>, owner: &str) -> (String, Arc<
     for _ in 0..200 {
         if invoker.calls.load(Ordering::SeqCst) > 0 {
             let listed = store.list(&Default::default()).await.unwrap();
-            return (listed[0].id.clone(), invoker);
+            return (listed[0].id.to_string(), invoker);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -226,7 +226,7 @@ async fn a_runner_that_was_fenced_out_stops() {
         .expect("the fenced runner stops on its next renewal")
         .unwrap();
     assert!(
-        matches!(&outcome, Err(RunError::LeaseLost { id: lost, .. }) if *lost == id),
+        matches!(&outcome, Err(RunError::LeaseLost { id: lost, .. }) if *lost == *id),
         "{outcome:?}"
     );
     assert_eq!(invoker.calls.load(Ordering::SeqCst), 1, "no further call");
@@ -254,7 +254,7 @@ async fn one_runner_keeps_all_its_leases_renewed() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.id.to_string())
         .collect();
     let mut first = Vec::new();
     for id in &ids {

@@ -110,7 +110,7 @@ pub(super) async fn start(
         .map_err(ApiError::internal)??;
     let services = services::resolve(&plan.services, &set, &request.services, |_| None);
     let source = WorkflowSource {
-        name: plan.workflow_id.clone(),
+        name: plan.workflow_id.as_str().into(),
         sources: set.sources.clone().into(),
     };
     let bindings = Bindings {
@@ -162,7 +162,7 @@ async fn wait_final(app: &App, id: &str, wait: Duration) -> ApiResult<Option<Exe
 /// The record of `id` if it belongs to `tenant`; 404 otherwise.
 async fn owned(app: &App, tenant: &str, id: &str) -> ApiResult<ExecutionRecord> {
     match app.runner.load(id).await {
-        Ok(record) if record.execution.tenant == tenant => Ok(record),
+        Ok(record) if &*record.execution.tenant == tenant => Ok(record),
         Ok(_) | Err(RunError::NotFound(_)) => {
             Err(ApiError::NotFound(format!("no execution with id `{id}`")))
         }
@@ -222,7 +222,7 @@ pub(super) async fn list(
     if let Some(cursor) = &query.cursor {
         // Newest first: the page after the cursor starts with the row after it.
         for row in mine.by_ref() {
-            if &row.id == cursor {
+            if *row.id == **cursor {
                 break;
             }
         }

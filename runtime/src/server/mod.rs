@@ -215,7 +215,7 @@ impl App {
                     Err(_) => false,
                 };
                 if orphaned {
-                    ids.push(row.id);
+                    ids.push(row.id.to_string());
                 }
             }
         }

@@ -14,9 +14,9 @@ pub(crate) fn execution(
     created: i64,
 ) -> StoredExecution {
     StoredExecution {
-        id: id.to_owned(),
-        workflow_id: workflow_id.to_owned(),
-        status: status.to_owned(),
+        id: id.into(),
+        workflow_id: workflow_id.into(),
+        status: status.to_owned().into(),
         created_at_ms: created,
         updated_at_ms: created,
         body: format!(r#"{{"id":"{id}"}}"#).into_bytes().into(),
@@ -24,7 +24,7 @@ pub(crate) fn execution(
 }
 
 fn ids(executions: &[StoredExecution]) -> Vec<&str> {
-    executions.iter().map(|e| e.id.as_str()).collect()
+    executions.iter().map(|e| &*e.id).collect()
 }
 
 fn claim(owner: &str, until_ms: u64, now_ms: u64) -> Claim<'_> {

@@ -69,7 +69,7 @@ struct Cache {
     redis: RedisStore,
     health: Health,
     /// Ids whose Redis copy may be older than PostgreSQL's (see the module docs).
-    stale: Mutex<HashMap<String, Stale>>,
+    stale: Mutex<HashMap<Arc<str>, Stale>>,
 }
 
 #[derive(Debug, Default)]
@@ -112,7 +112,7 @@ impl Health {
 }
 
 impl Cache {
-    fn stale(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stale>> {
+    fn stale(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Stale>> {
         // The map is only a hint about where to read; a panic mid-update leaves it usable.
         self.stale.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -123,10 +123,10 @@ impl Cache {
 
     /// Counts copies as queued before their writers are answered, so that a read that
     /// follows a save goes to PostgreSQL until the copy has landed.
-    fn queued<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    fn queued<'a>(&self, ids: impl IntoIterator<Item = &'a Arc<str>>) {
         let mut stale = self.stale();
         for id in ids {
-            stale.entry(id.to_owned()).or_default().queued += 1;
+            stale.entry(id.clone()).or_default().queued += 1;
         }
     }
 
@@ -208,7 +208,7 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>) {
             }
             let mut sent: Vec<(&StoredExecution, Fence)> = Vec::with_capacity(newest.len());
             for (index, (execution, fence)) in copies.iter().enumerate() {
-                if newest[execution.id.as_str()] == index {
+                if newest[&*execution.id] == index {
                     sent.push((execution, *fence));
                 } else {
                     cache.superseded(&execution.id);
@@ -301,7 +301,7 @@ impl ExecutionStore for LayeredStore {
             })
             .collect();
         if !copies.is_empty() {
-            self.cache.queued(copies.iter().map(|(e, _)| e.id.as_str()));
+            self.cache.queued(copies.iter().map(|(e, _)| &e.id));
             if let Err(mpsc::error::SendError(Behind::Copies(lost))) =
                 self.behind.send(Behind::Copies(copies)).await
             {
@@ -385,7 +385,7 @@ impl LeaseStore for LayeredStore {
         self.cache.put_all(&copies, Put::Newer, false).await;
         Ok(claimed
             .into_iter()
-            .map(|(execution, fence)| (execution.id, fence))
+            .map(|(execution, fence)| (execution.id.to_string(), fence))
             .collect())
     }
 }

@@ -7,7 +7,7 @@
 //! behaves the same in production; `super::conformance` runs one suite against all of them.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -28,7 +28,7 @@ struct Entry {
 /// Executions held in process memory, keyed by execution id.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    executions: Mutex<HashMap<String, Entry>>,
+    executions: Mutex<HashMap<Arc<str>, Entry>>,
 }
 
 impl MemoryStore {
@@ -36,7 +36,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, Entry>>, StoreError> {
+    fn lock(&self) -> Result<MutexGuard<'_, HashMap<Arc<str>, Entry>>, StoreError> {
         // A poisoned lock means another task panicked mid-operation; the map itself is never
         // left half-updated (every mutation is a single assignment), but report it rather
         // than silently carrying on.
@@ -58,7 +58,7 @@ impl MemoryStore {
 }
 
 /// One write of a batch, under the lock the whole batch holds.
-fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence, StoreError> {
+fn apply(executions: &mut HashMap<Arc<str>, Entry>, write: Write) -> Result<Fence, StoreError> {
     match write {
         Write::Create {
             execution,
@@ -66,7 +66,7 @@ fn apply(executions: &mut HashMap<String, Entry>, write: Write) -> Result<Fence,
             lease_until_ms,
         } => {
             if executions.contains_key(&execution.id) {
-                return Err(StoreError::Exists(execution.id));
+                return Err(StoreError::Exists(execution.id.to_string()));
             }
             executions.insert(
                 execution.id.clone(),
@@ -110,7 +110,7 @@ fn kept(mut record: StoredExecution) -> StoredExecution {
 
 /// The entry of `id` if `fence` is current.
 fn fenced<'a>(
-    executions: &'a mut HashMap<String, Entry>,
+    executions: &'a mut HashMap<Arc<str>, Entry>,
     id: &str,
     fence: Fence,
 ) -> Result<&'a mut Entry, StoreError> {
@@ -167,7 +167,7 @@ impl ExecutionStore for MemoryStore {
                     filter
                         .workflow_id
                         .as_deref()
-                        .is_none_or(|w| e.workflow_id == w)
+                        .is_none_or(|w| *e.workflow_id == *w)
                         && filter.status.as_deref().is_none_or(|s| e.status == s)
                 })
                 .cloned()
@@ -259,7 +259,7 @@ impl LeaseStore for MemoryStore {
         Ok(expired
             .into_iter()
             .filter_map(|(_, id)| {
-                let entry = executions.get_mut(&id)?;
+                let entry = executions.get_mut(id.as_str())?;
                 entry.owner = Some(owner.to_string());
                 entry.fence += 1;
                 entry.until_ms = until_ms;

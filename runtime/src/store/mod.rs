@@ -52,6 +52,7 @@ pub(crate) use self::postgres::pool as postgres_pool;
 pub use self::redis::RedisStore;
 pub use self::sqlite::SqliteStore;
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -59,10 +60,11 @@ use async_trait::async_trait;
 /// What a store keeps for one execution: a few indexed columns and the engine's record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredExecution {
-    pub id: String,
-    pub workflow_id: String,
+    /// Shared with the live record: a save hands these over without copying them.
+    pub id: Arc<str>,
+    pub workflow_id: Arc<str>,
     /// The execution status as the engine spells it (`running`, `completed`, ...).
-    pub status: String,
+    pub status: Cow<'static, str>,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
     pub updated_at_ms: i64,

@@ -15,6 +15,7 @@ mod kv;
 mod leases;
 mod schema;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -176,9 +177,9 @@ impl PostgresStore {
                     .execute(
                         &statement,
                         &[
-                            &execution.id,
-                            &execution.workflow_id,
-                            &execution.status,
+                            &&*execution.id,
+                            &&*execution.workflow_id,
+                            &&*execution.status,
                             &execution.created_at_ms,
                             &execution.updated_at_ms,
                             &execution.body.as_ref(),
@@ -189,7 +190,7 @@ impl PostgresStore {
                     .await
                     .map_err(pg_error)?;
                 Ok(if inserted == 0 {
-                    Err(StoreError::Exists(execution.id.clone()))
+                    Err(StoreError::Exists(execution.id.to_string()))
                 } else {
                     Ok((1, execution.created_at_ms))
                 })
@@ -214,10 +215,10 @@ impl PostgresStore {
                     .query_opt(
                         &statement,
                         &[
-                            &execution.id,
+                            &&*execution.id,
                             &(*fence as i64),
-                            &execution.workflow_id,
-                            &execution.status,
+                            &&*execution.workflow_id,
+                            &&*execution.status,
                             &execution.updated_at_ms,
                             &execution.body.as_ref(),
                             release,
@@ -230,10 +231,10 @@ impl PostgresStore {
                 Ok(match row {
                     Some(row) => Ok((*fence, row.try_get(0).map_err(pg_error)?)),
                     None if self.exists(client, &execution.id).await? => Err(StoreError::Fenced {
-                        id: execution.id.clone(),
+                        id: execution.id.to_string(),
                         fence: *fence,
                     }),
-                    None => Err(StoreError::NotFound(execution.id.clone())),
+                    None => Err(StoreError::NotFound(execution.id.to_string())),
                 })
             }
         }
@@ -444,7 +445,7 @@ async fn write_run(
                     Ok((1, execution.created_at_ms))
                 }
                 (Write::Create { execution, .. }, _) => {
-                    Err(StoreError::Exists(execution.id.clone()))
+                    Err(StoreError::Exists(execution.id.to_string()))
                 }
                 (Write::Save { fence, .. }, Some(("saved", created_at_ms))) => {
                     Ok((*fence, created_at_ms))
@@ -455,11 +456,11 @@ async fn write_run(
                     },
                     Some(("fenced", _)),
                 ) => Err(StoreError::Fenced {
-                    id: execution.id.clone(),
+                    id: execution.id.to_string(),
                     fence: *fence,
                 }),
                 (Write::Save { execution, .. }, _) => {
-                    Err(StoreError::NotFound(execution.id.clone()))
+                    Err(StoreError::NotFound(execution.id.to_string()))
                 }
             }
         })
@@ -553,9 +554,9 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn row_to_execution(row: &tokio_postgres::Row) -> Result<StoredExecution, StoreError> {
     Ok(StoredExecution {
-        id: row.try_get(0).map_err(pg_error)?,
-        workflow_id: row.try_get(1).map_err(pg_error)?,
-        status: row.try_get(2).map_err(pg_error)?,
+        id: row.try_get::<_, String>(0).map_err(pg_error)?.into(),
+        workflow_id: row.try_get::<_, String>(1).map_err(pg_error)?.into(),
+        status: Cow::Owned(row.try_get(2).map_err(pg_error)?),
         created_at_ms: row.try_get(3).map_err(pg_error)?,
         updated_at_ms: row.try_get(4).map_err(pg_error)?,
         body: row.try_get::<_, Vec<u8>>(5).map_err(pg_error)?.into(),

@@ -163,8 +163,8 @@ impl RedisStore {
     ) -> ScriptInvocation<'static> {
         let mut call = scripts::PUT.prepare_invoke();
         call.key(self.record_key(&execution.id))
-            .arg(&execution.workflow_id)
-            .arg(&execution.status)
+            .arg(&*execution.workflow_id)
+            .arg(&*execution.status)
             .arg(execution.created_at_ms)
             .arg(execution.updated_at_ms)
             .arg(&*execution.body)
@@ -227,9 +227,9 @@ fn parse_record(
     let created_at_ms = text("created_at_ms")?;
     let updated_at_ms = text("updated_at_ms")?;
     Ok(Some(StoredExecution {
-        id: id.to_string(),
-        workflow_id,
-        status,
+        id: id.into(),
+        workflow_id: workflow_id.into(),
+        status: status.into(),
         created_at_ms: created_at_ms
             .parse()
             .map_err(|_| corrupt("created_at_ms"))?,
@@ -253,9 +253,9 @@ impl RedisStore {
                 call.key(self.record_key(&execution.id))
                     .key(self.index_key())
                     .key(self.leases_key())
-                    .arg(&execution.id)
-                    .arg(&execution.workflow_id)
-                    .arg(&execution.status)
+                    .arg(&*execution.id)
+                    .arg(&*execution.workflow_id)
+                    .arg(&*execution.status)
                     .arg(execution.created_at_ms)
                     .arg(execution.updated_at_ms)
                     .arg(&*execution.body)
@@ -274,12 +274,12 @@ impl RedisStore {
                 call.key(self.record_key(&execution.id))
                     .key(self.leases_key())
                     .arg(fence)
-                    .arg(&execution.workflow_id)
-                    .arg(&execution.status)
+                    .arg(&*execution.workflow_id)
+                    .arg(&*execution.status)
                     .arg(execution.updated_at_ms)
                     .arg(&*execution.body)
                     .arg(self.ttl_ms)
-                    .arg(&execution.id)
+                    .arg(&*execution.id)
                     .arg(if *release { "1" } else { "" });
                 call
             }
@@ -295,7 +295,7 @@ fn outcome(write: &Write, reply: Value) -> Result<Fence, StoreError> {
     match write {
         Write::Create { execution, .. } => {
             match ::redis::from_redis_value::<i64>(reply).map_err(|e| redis_error(e.into()))? {
-                0 => Err(StoreError::Exists(execution.id.clone())),
+                0 => Err(StoreError::Exists(execution.id.to_string())),
                 _ => Ok(1),
             }
         }
@@ -424,7 +424,7 @@ impl ExecutionStore for RedisStore {
                 let matches = filter
                     .workflow_id
                     .as_deref()
-                    .is_none_or(|w| record.workflow_id == w)
+                    .is_none_or(|w| *record.workflow_id == *w)
                     && filter.status.as_deref().is_none_or(|s| record.status == s);
                 if matches && found.len() < limit {
                     found.push(record);

@@ -309,7 +309,7 @@ fn apply(
                     *lease_until_ms as i64,
                 ])?;
             Ok(if inserted == 0 {
-                Err(StoreError::Exists(execution.id.clone()))
+                Err(StoreError::Exists(execution.id.to_string()))
             } else {
                 Ok(1)
             })

@@ -14,6 +14,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::cached_json::CachedJson;
 use crate::invoke::{FailureKind, HttpRequest, Invoker, Request};
 use crate::store::kv::KvStore;
 
@@ -228,7 +229,7 @@ impl http::Host for HostState {
             None => None,
             Some(bytes) if bytes.is_empty() => None,
             Some(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(json) => Some(json),
+                Ok(json) => Some(CachedJson::new(json)),
                 Err(_) => {
                     return Ok(Err(http::Error::Invalid(
                         "request bodies must be JSON".into(),
@@ -248,13 +249,13 @@ impl http::Host for HostState {
             .http
             .invoke(
                 &Request::Http(HttpRequest {
-                    method: request.method.to_ascii_uppercase(),
+                    method: request.method.to_ascii_uppercase().into(),
                     url: url.to_string(),
                     headers: request.headers,
                     body,
                     timeout_ms: timeout.as_millis() as u64,
                     idempotency_key,
-                    service: Some(format!("component:{}", self.call.component)),
+                    service: Some(format!("component:{}", self.call.component).into()),
                 }),
                 1,
             )

@@ -60,7 +60,7 @@ async fn records_expire_after_the_ttl_and_leave_the_indexes() {
     assert!(store.load("young").await.unwrap().is_some());
     let listed = store.list(&ListFilter::default()).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].id, "young");
+    assert_eq!(&*listed[0].id, "young");
     let expired = store.list_expired(100, 10).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].execution_id, "young");
@@ -104,7 +104,7 @@ async fn listing_pages_through_more_than_one_page() {
     };
     let odd = store.store.list(&filter).await.unwrap();
     assert_eq!(odd.len(), (PAGE as usize + 30) / 2);
-    assert_eq!(odd[0].id, format!("e{:04}", PAGE + 29));
+    assert_eq!(*odd[0].id, format!("e{:04}", PAGE + 29));
     let limited = store
         .store
         .list(&ListFilter {
