@@ -474,6 +474,8 @@ impl Runner {
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
         // An outcome that came in while a checkpoint was being written (see the end).
         let mut arrived: Option<Event> = None;
+        // The outcomes applied together in one turn; kept across turns for its capacity.
+        let mut batch = Vec::new();
         loop {
             if self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending) {
                 self.release(&record.execution.id, fence).await;
@@ -515,15 +517,15 @@ impl Runner {
             };
             // Apply everything that has already arrived before the next write: one commit
             // covers a whole batch of step outcomes.
-            let mut batch = vec![first];
+            batch.push(first);
             while let Some(Some(more)) = pending.next().now_or_never() {
                 batch.push(more);
             }
-            for event in batch {
+            for event in batch.drain(..) {
                 let compared = self.progress.as_ref().filter(|p| p.compares_changes());
                 let before = compared.map(|_| record.execution.clone());
                 let now = self.clock.now_ms();
-                actions.extend(record.execution.apply(plan, event, now));
+                record.execution.apply_into(plan, event, now, &mut actions);
                 if let (Some(p), Some(before)) = (compared, before) {
                     p.changed(plan, &before, &record.execution);
                 }

@@ -140,13 +140,26 @@ impl Execution {
     /// Applies one event. Events for attempts that are no longer current are ignored.
     pub fn apply(&mut self, plan: &Plan, event: Event, now_ms: u64) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.apply_into(plan, event, now_ms, &mut actions);
+        actions
+    }
+
+    /// [`Execution::apply`], adding the actions to `actions`: a driver that applies event
+    /// after event reuses one list instead of allocating one per event.
+    pub fn apply_into(
+        &mut self,
+        plan: &Plan,
+        event: Event,
+        now_ms: u64,
+        actions: &mut Vec<Action>,
+    ) {
         match event {
             Event::Succeeded {
                 target: Target::Step(i),
                 attempt: 0,
                 response,
             } if self.steps[i].is_current(StepStatus::Evaluating, 0) => match response.body {
-                Json::Bool(true) => self.perform(plan, i, Vec::new(), now_ms, &mut actions),
+                Json::Bool(true) => self.perform(plan, i, Vec::new(), now_ms, actions),
                 Json::Bool(false) => self.skip(plan, i, now_ms),
                 other => self.fail_step(
                     i,
@@ -182,7 +195,7 @@ impl Execution {
                     if self.failure.is_none() && policy.should_retry(attempt, failure.kind) {
                         let at_ms =
                             now_ms + self.retry_delay_ms(plan, Target::Step(i), attempt, &failure);
-                        let run = &mut self.steps[i];
+                        let run = &mut *self.steps[i];
                         run.status = StepStatus::Retrying;
                         run.timer_at_ms = Some(at_ms);
                         actions.push(Action::Timer {
@@ -202,7 +215,7 @@ impl Execution {
             } => match self.steps[i].status {
                 StepStatus::Retrying if attempt == self.steps[i].attempts.len() as u32 + 1 => {
                     self.steps[i].timer_at_ms = None;
-                    self.start_attempt(Target::Step(i), now_ms, &mut actions);
+                    self.start_attempt(Target::Step(i), now_ms, actions);
                 }
                 StepStatus::Waiting if attempt == 0 => {
                     self.steps[i].timer_at_ms = None;
@@ -257,12 +270,11 @@ impl Execution {
                 if comp.status == StepStatus::Retrying && attempt == comp.attempts.len() as u32 + 1
                 {
                     self.compensations[k].timer_at_ms = None;
-                    self.start_attempt(Target::Compensation(k), now_ms, &mut actions);
+                    self.start_attempt(Target::Compensation(k), now_ms, actions);
                 }
             }
         }
-        self.advance(plan, now_ms, &mut actions);
-        actions
+        self.advance(plan, now_ms, actions);
     }
 
     /// Starts every node that may start, then moves the execution on when nothing is left to
@@ -287,7 +299,7 @@ impl Execution {
             if self.failure.is_none() {
                 match self.render_output(plan) {
                     Ok(output) => {
-                        self.output = Some(output);
+                        self.output = Some(output.into());
                         self.finish(Status::Completed, now_ms, actions);
                         return;
                     }
@@ -374,7 +386,7 @@ impl Execution {
     fn begin(&mut self, plan: &Plan, i: NodeId, now_ms: u64, actions: &mut Vec<Action>) {
         let node = plan.node(i);
         let senders = {
-            let run = &mut self.steps[i];
+            let run = &mut *self.steps[i];
             run.armed = false;
             run.visits += 1;
             run.attempts.clear();
@@ -397,7 +409,7 @@ impl Execution {
                 match self.render_component(plan, i, component, Export::Condition, Phase::Run) {
                     Ok(request) => {
                         let request = Arc::new(request);
-                        let run = &mut self.steps[i];
+                        let run = &mut *self.steps[i];
                         run.status = StepStatus::Evaluating;
                         run.request = Some(request.clone());
                         self.api_calls += 1;
@@ -414,7 +426,7 @@ impl Execution {
     }
 
     fn skip(&mut self, plan: &Plan, i: NodeId, now_ms: u64) {
-        let run = &mut self.steps[i];
+        let run = &mut *self.steps[i];
         run.status = StepStatus::Skipped;
         run.result = None;
         run.ended_at_ms = Some(now_ms);
@@ -451,7 +463,7 @@ impl Execution {
             }
             Work::Wait(duration) => {
                 let at_ms = now_ms + duration.as_millis() as u64;
-                let run = &mut self.steps[i];
+                let run = &mut *self.steps[i];
                 run.status = StepStatus::Waiting;
                 run.timer_at_ms = Some(at_ms);
                 actions.push(Action::Timer {
@@ -539,7 +551,7 @@ impl Execution {
         response: Option<ResponseMeta>,
         now_ms: u64,
     ) {
-        let run = &mut self.steps[i];
+        let run = &mut *self.steps[i];
         run.status = StepStatus::Completed;
         run.result = result;
         run.response = response;
@@ -555,7 +567,7 @@ impl Execution {
 
     fn signal_next(&mut self, _plan: &Plan, from: NodeId, next: &[NodeId]) {
         for &to in next {
-            let run = &mut self.steps[to];
+            let run = &mut *self.steps[to];
             run.armed = true;
             run.signals.push(from);
         }
@@ -597,7 +609,7 @@ impl Execution {
     /// Marks step `i` failed and stops the execution from starting anything new; steps already
     /// in flight settle first, then the completed steps are compensated.
     fn fail_step(&mut self, i: NodeId, message: String, now_ms: u64) {
-        let run = &mut self.steps[i];
+        let run = &mut *self.steps[i];
         run.status = StepStatus::Failed;
         run.error = Some(message.clone());
         run.ended_at_ms = Some(now_ms);

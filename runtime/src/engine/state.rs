@@ -101,7 +101,8 @@ pub struct Execution {
     /// Nodes in the order they completed; compensation runs in reverse.
     pub completion_order: Vec<NodeId>,
     pub compensations: Vec<Compensation>,
-    pub output: Option<Json>,
+    /// Kept with its JSON: made once, shared by the final checkpoint and the caller.
+    pub output: Option<CachedJson<Json>>,
     /// What made the execution fail, once it has.
     pub failure: Option<String>,
     /// The final error shown to the user (the failure, plus what could not be undone).

@@ -141,9 +141,9 @@ fn sequential_seed_runs_steps_one_after_another() {
     assert_eq!(a, [Action::Finished]);
     assert_eq!(e.status, Status::Completed);
     assert_eq!(
-        e.output,
+        e.output.as_deref(),
         Some(
-            json!({"validate_order": {"valid": true}, "check_inventory": {"in_stock": true}, "create_payment": {"id": "p1"}})
+            &json!({"validate_order": {"valid": true}, "check_inventory": {"in_stock": true}, "create_payment": {"id": "p1"}})
         )
     );
     assert_eq!(e.api_calls, 3);
@@ -540,8 +540,8 @@ fn state_machine_runs_choice_wait_parallel_and_pass() {
     assert_eq!(a, [Action::Finished]);
     assert_eq!(e.status, Status::Completed, "{:?}", e.error);
     assert_eq!(
-        e.output,
-        Some(json!({"first": {"ok": true}, "second": 1000}))
+        e.output.as_deref(),
+        Some(&json!({"first": {"ok": true}, "second": 1000}))
     );
     let fanout = plan.find("fanout").unwrap();
     assert_eq!(
