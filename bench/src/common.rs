@@ -65,7 +65,7 @@ pub(crate) fn workflow(name: &str, yaml: String) -> Result<(WorkflowSource, Arc<
     let set = DefinitionSet::load(sources.clone()).map_err(|e| anyhow!("{e}"))?;
     let plan = plan::compile(&set, None).map_err(|e| anyhow!("{e}"))?;
     let source = WorkflowSource {
-        name: plan.workflow_id.as_str().into(),
+        name: plan.workflow_id.clone(),
         sources: sources.into(),
     };
     Ok((source, Arc::new(plan)))

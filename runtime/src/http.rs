@@ -286,20 +286,18 @@ fn collect_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     // One pass: a map yields each name's values one after another, so a repeated header is
     // joined onto the entry just made, with no lookup by name.
     let mut collected: Vec<(String, String)> = Vec::with_capacity(headers.keys_len());
-    let mut last: Option<&HeaderName> = None;
     for (name, value) in headers {
         let Ok(value) = value.to_str() else {
             continue;
         };
         match collected.last_mut() {
-            Some((_, joined)) if last == Some(name) => {
+            Some((last, joined)) if last == name.as_str() => {
                 joined.push_str(", ");
                 joined.push_str(value);
             }
             // `HeaderName` is already lower case, which is what makes lookups predictable.
             _ => collected.push((name.as_str().to_owned(), value.to_owned())),
         }
-        last = Some(name);
     }
     // Sorts the list and builds the tree in one pass, instead of a search per insert.
     BTreeMap::from_iter(collected)

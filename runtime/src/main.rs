@@ -455,7 +455,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             } = host(store, max_body_bytes, true)?;
             let components = bind_components(&set, &wasm)?;
             let source = WorkflowSource {
-                name: plan.workflow_id.as_str().into(),
+                name: plan.workflow_id.clone(),
                 sources: set.sources.clone().into(),
             };
             let bindings = Bindings {

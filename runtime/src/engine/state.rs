@@ -297,7 +297,7 @@ impl Execution {
     ) -> Self {
         Execution {
             id: id.into(),
-            workflow_id: plan.workflow_id.as_str().into(),
+            workflow_id: plan.workflow_id.clone(),
             status: Status::Running,
             input: input.into(),
             tenant: bindings.tenant.into(),

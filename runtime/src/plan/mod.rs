@@ -33,8 +33,8 @@ pub type NodeId = usize;
 /// A compiled workflow, ready to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The workflow's `metadata.name`.
-    pub workflow_id: String,
+    /// The workflow's `metadata.name`, shared (`Arc`) by every execution of this plan.
+    pub workflow_id: Arc<str>,
     pub kind: Kind,
     pub nodes: Vec<Node>,
     /// Nodes that start when the execution starts.

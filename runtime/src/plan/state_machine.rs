@@ -358,7 +358,7 @@ pub(super) fn compile(
         None => Vec::new(),
     };
     Ok(Plan {
-        workflow_id: doc.name.clone(),
+        workflow_id: doc.name.as_str().into(),
         kind: doc.kind,
         nodes,
         roots: vec![entry_node(start)],

@@ -70,7 +70,7 @@ fn source() -> (WorkflowSource, Plan) {
     let set = DefinitionSet::load(sources.clone()).unwrap();
     let plan = plan::compile(&set, None).unwrap();
     let workflow = WorkflowSource {
-        name: plan.workflow_id.as_str().into(),
+        name: plan.workflow_id.clone(),
         sources: sources.into(),
     };
     (workflow, plan)

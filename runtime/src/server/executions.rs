@@ -110,7 +110,7 @@ pub(super) async fn start(
         .map_err(ApiError::internal)??;
     let services = services::resolve(&plan.services, &set, &request.services, |_| None);
     let source = WorkflowSource {
-        name: plan.workflow_id.as_str().into(),
+        name: plan.workflow_id.clone(),
         sources: set.sources.clone().into(),
     };
     let bindings = Bindings {

@@ -25,10 +25,13 @@ struct Entry {
     until_ms: u64,
 }
 
+/// Keyed by execution id.
+type Executions = HashMap<Arc<str>, Entry>;
+
 /// Executions held in process memory, keyed by execution id.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    executions: Mutex<HashMap<Arc<str>, Entry>>,
+    executions: Mutex<Executions>,
 }
 
 impl MemoryStore {
@@ -36,7 +39,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, HashMap<Arc<str>, Entry>>, StoreError> {
+    fn lock(&self) -> Result<MutexGuard<'_, Executions>, StoreError> {
         // A poisoned lock means another task panicked mid-operation; the map itself is never
         // left half-updated (every mutation is a single assignment), but report it rather
         // than silently carrying on.
@@ -58,7 +61,7 @@ impl MemoryStore {
 }
 
 /// One write of a batch, under the lock the whole batch holds.
-fn apply(executions: &mut HashMap<Arc<str>, Entry>, write: Write) -> Result<Fence, StoreError> {
+fn apply(executions: &mut Executions, write: Write) -> Result<Fence, StoreError> {
     match write {
         Write::Create {
             execution,
@@ -110,7 +113,7 @@ fn kept(mut record: StoredExecution) -> StoredExecution {
 
 /// The entry of `id` if `fence` is current.
 fn fenced<'a>(
-    executions: &'a mut HashMap<Arc<str>, Entry>,
+    executions: &'a mut Executions,
     id: &str,
     fence: Fence,
 ) -> Result<&'a mut Entry, StoreError> {
