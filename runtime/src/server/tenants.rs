@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, sqlite};
 
 const BACKEND: &str = "sqlite (tenants)";
 
@@ -128,10 +128,7 @@ fn sqlite_error(e: rusqlite::Error) -> StoreError {
 impl SqliteTenants {
     /// Opens the database file (the executions' file: these tables live beside theirs).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::backend(BACKEND, e))?;
-        }
-        Self::with(Connection::open(path).map_err(sqlite_error)?)
+        Self::with(sqlite::open_file(path, BACKEND)?)
     }
 
     pub fn in_memory() -> Result<Self, StoreError> {
@@ -139,9 +136,6 @@ impl SqliteTenants {
     }
 
     fn with(conn: Connection) -> Result<Self, StoreError> {
-        // Another connection (the execution store's) writes the same file.
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sqlite_error)?;
         conn.execute_batch(SCHEMA).map_err(sqlite_error)?;
         Ok(SqliteTenants {
             conn: Arc::new(Mutex::new(conn)),

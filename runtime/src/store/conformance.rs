@@ -488,7 +488,7 @@ macro_rules! suite {
             #[tokio::test]
             async fn $check() {
                 let fixture = $fresh().await;
-                $crate::store::conformance::$check(fixture.store()).await;
+                $crate::store::conformance::$check(&fixture.store).await;
             }
         )+
     };

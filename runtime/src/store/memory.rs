@@ -278,18 +278,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::store::testing::Fixture;
     use crate::store::{Record, RecordBody};
 
-    struct Fixture(MemoryStore);
-
-    impl Fixture {
-        fn store(&self) -> &dyn ExecutionStore {
-            &self.0
-        }
-    }
-
-    async fn fresh() -> Fixture {
-        Fixture(MemoryStore::new())
+    async fn fresh() -> Fixture<MemoryStore> {
+        Fixture::new(MemoryStore::new(), ())
     }
 
     crate::store::conformance::suite!(fresh);

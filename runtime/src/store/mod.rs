@@ -32,7 +32,7 @@ mod lease;
 mod memory;
 mod postgres;
 mod redis;
-mod sqlite;
+pub(crate) mod sqlite;
 
 #[cfg(test)]
 mod conformance;

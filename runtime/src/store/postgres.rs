@@ -613,25 +613,11 @@ impl ExecutionStore for PostgresStore {
 mod tests {
     use super::*;
     use crate::store::LeaseStore;
-    use crate::store::testing::{self, SchemaGuard};
+    use crate::store::testing::{self, Fixture, SchemaGuard};
 
-    pub(super) struct Fixture {
-        store: PostgresStore,
-        _schema: SchemaGuard,
-    }
-
-    impl Fixture {
-        fn store(&self) -> &dyn ExecutionStore {
-            &self.store
-        }
-    }
-
-    async fn fresh() -> Fixture {
+    async fn fresh() -> Fixture<PostgresStore, SchemaGuard> {
         let (config, guard) = testing::postgres();
-        Fixture {
-            store: PostgresStore::open(&config).await.unwrap(),
-            _schema: guard,
-        }
+        Fixture::new(PostgresStore::open(&config).await.unwrap(), guard)
     }
 
     crate::store::conformance::suite!(fresh);

@@ -92,19 +92,7 @@ impl SqliteStore {
     /// This blocks on file I/O and possibly on other processes holding the database; call it
     /// at startup or from a blocking context.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::backend(
-                    BACKEND,
-                    format!("creating directory {}: {e}", parent.display()),
-                )
-            })?;
-        }
-        let conn = Connection::open(path).map_err(|e| {
-            StoreError::backend(BACKEND, format!("opening {}: {e}", path.display()))
-        })?;
-        Self::from_connection(conn)
+        Self::from_connection(open_file(path.as_ref(), BACKEND)?)
     }
 
     /// A private, empty database that disappears when the store is dropped; for tests.
@@ -223,12 +211,34 @@ fn commit(
     Ok(outcomes)
 }
 
+/// Opens (creating it and its directory if needed) the database file at `path`, waiting up
+/// to [`BUSY_TIMEOUT`] for other connections to the same file; errors are `backend`'s and name
+/// the path. The execution store and the server's tenant tables share one file.
+pub(crate) fn open_file(path: &Path, backend: &'static str) -> Result<Connection, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            StoreError::backend(
+                backend,
+                format!("creating directory {}: {e}", parent.display()),
+            )
+        })?;
+    }
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::backend(backend, format!("opening {}: {e}", path.display())))?;
+    // Set first, so that whatever comes next also waits for other connections instead of
+    // failing.
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| StoreError::backend(backend, e))?;
+    Ok(conn)
+}
+
 fn sqlite_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::backend(BACKEND, error)
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // Set first, so that the pragmas below also wait for other processes instead of failing.
+    // Set first (again, for in-memory databases), so that the pragmas below also wait for
+    // other processes instead of failing.
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;

@@ -25,6 +25,22 @@ fn redis_url() -> String {
     std::env::var("ORCA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
 }
 
+/// A store under test, and what must live as long as it does: the guard of its schema or
+/// keys, if it has any.
+pub(crate) struct Fixture<S, G = ()> {
+    pub(crate) store: S,
+    _guard: G,
+}
+
+impl<S, G> Fixture<S, G> {
+    pub(crate) fn new(store: S, guard: G) -> Self {
+        Fixture {
+            store,
+            _guard: guard,
+        }
+    }
+}
+
 /// A config naming a fresh schema, and the guard that drops it.
 pub(crate) fn postgres() -> (PostgresConfig, SchemaGuard) {
     let schema = unique("pg");

@@ -9,19 +9,12 @@ use tokio::task::JoinSet;
 
 use super::*;
 use crate::store::conformance::execution;
+use crate::store::testing::Fixture;
 use crate::store::{MemoryStore, SqliteStore};
 
-struct Fixture(GroupCommit);
-
-impl Fixture {
-    fn store(&self) -> &dyn ExecutionStore {
-        &self.0
-    }
-}
-
-async fn fresh() -> Fixture {
+async fn fresh() -> Fixture<GroupCommit> {
     let sqlite = SqliteStore::open_in_memory().unwrap();
-    Fixture(GroupCommit::new(Arc::new(sqlite), 1))
+    Fixture::new(GroupCommit::new(Arc::new(sqlite), 1), ())
 }
 
 crate::store::conformance::suite!(fresh);

@@ -15,10 +15,6 @@ pub(super) struct Fixture {
 }
 
 impl Fixture {
-    fn store(&self) -> &dyn ExecutionStore {
-        &self.store
-    }
-
     /// What FLUSHALL does to this test's data, without touching other tests' keys.
     async fn flush_redis(&self) {
         PrefixGuard::delete_keys(&self.redis.prefix).await;

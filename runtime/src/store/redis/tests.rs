@@ -5,26 +5,12 @@ use std::time::Duration;
 
 use super::*;
 use crate::store::conformance::execution;
-use crate::store::testing::{self, PrefixGuard};
+use crate::store::testing::{self, Fixture, PrefixGuard};
 use crate::store::{Claim, LeaseStore};
 
-pub(super) struct Fixture {
-    store: RedisStore,
-    _keys: PrefixGuard,
-}
-
-impl Fixture {
-    fn store(&self) -> &dyn ExecutionStore {
-        &self.store
-    }
-}
-
-async fn fresh() -> Fixture {
+async fn fresh() -> Fixture<RedisStore, PrefixGuard> {
     let (config, guard) = testing::redis(Duration::from_secs(60));
-    Fixture {
-        store: RedisStore::open(&config).await.unwrap(),
-        _keys: guard,
-    }
+    Fixture::new(RedisStore::open(&config).await.unwrap(), guard)
 }
 
 crate::store::conformance::suite!(fresh);

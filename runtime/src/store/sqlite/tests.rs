@@ -3,20 +3,13 @@
 
 use super::*;
 use crate::store::conformance::execution;
+use crate::store::testing::Fixture;
 use std::sync::Arc;
 
 use crate::store::{Claim, LeaseStore};
 
-struct Fixture(SqliteStore);
-
-impl Fixture {
-    fn store(&self) -> &dyn ExecutionStore {
-        &self.0
-    }
-}
-
-async fn fresh() -> Fixture {
-    Fixture(SqliteStore::open_in_memory().unwrap())
+async fn fresh() -> Fixture<SqliteStore> {
+    Fixture::new(SqliteStore::open_in_memory().unwrap(), ())
 }
 
 crate::store::conformance::suite!(fresh);
