@@ -2,7 +2,6 @@
 //! behind once the lease runs out), then the time from opening the store afresh to every one
 //! resumed (its in-flight call sent again) and to every one completed.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -50,7 +49,7 @@ impl Invoker for Answer {
         }
         Ok(Response {
             status: 200,
-            headers: BTreeMap::new(),
+            headers: Default::default(),
             body: json!({"ok": true}),
         })
     }

@@ -4,7 +4,10 @@
 //! the same thing) and an [`Invoker`] carries it out. HTTP is the first kind of request; the
 //! Wasm host adds components behind the same trait.
 
-use std::collections::BTreeMap;
+mod headers;
+
+pub use headers::{Headers, HeadersBuilder};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -63,7 +66,7 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub status: u16,
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     pub body: Json,
 }
 

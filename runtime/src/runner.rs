@@ -354,7 +354,7 @@ impl Runner {
             lease_until_ms: until,
         };
         let fence = store::write_one(&*self.store, create).await?;
-        let lease = self.keep(&record.execution.id, fence, until);
+        let lease = self.keep(record.execution.id.clone(), fence, until);
         Ok((record, actions, fence, lease))
     }
 
@@ -394,7 +394,7 @@ impl Runner {
         services: &BTreeMap<String, String>,
         inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<Execution, RunError> {
-        let mut lease = self.keep(id, fence, until);
+        let mut lease = self.keep(id.into(), fence, until);
         // Read now that no one else can write: the record may have moved on since any earlier
         // read (or that read came from a cache that was behind).
         let (mut record, plan) = match self.load_resumable(id).await {

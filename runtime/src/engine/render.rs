@@ -64,7 +64,7 @@ impl Variables for ExecutionScope<'_> {
             .rev()
             .filter(|(node, _)| !node.internal)
             .find(|(node, _)| {
-                (node.name == name && is_cel_identifier(name))
+                (*node.name == *name && is_cel_identifier(name))
                     || (step_number.is_some() && node.step_number == step_number)
             })?;
         Some(visible_result(run))
@@ -94,7 +94,7 @@ impl ExecutionScope<'_> {
                 entry.insert("headers".into(), json!(response.headers));
             }
             entry.insert("body".into(), result);
-            steps.insert(node.name.clone(), Json::Object(entry));
+            steps.insert(node.name.to_string(), Json::Object(entry));
         }
         Json::Object(steps)
     }
@@ -189,7 +189,7 @@ impl Execution {
             tenant: self.tenant.to_string(),
             execution_id: self.id.to_string(),
             workflow: self.workflow_id.to_string(),
-            step: plan.node(i).name.clone(),
+            step: plan.node(i).name.to_string(),
             input: (*self.input).clone(),
             results: self.results(plan),
             config,
@@ -205,7 +205,7 @@ impl Execution {
                 .iter()
                 .zip(&self.steps)
                 .filter(|(node, run)| !node.internal && run.status == StepStatus::Completed)
-                .filter_map(|(node, run)| Some((node.name.clone(), run.result.clone()?)))
+                .filter_map(|(node, run)| Some((node.name.to_string(), run.result.clone()?)))
                 .collect(),
         )
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::cached_json::CachedJson;
-use crate::invoke::{Failure, FailureKind, Request, Response};
+use crate::invoke::{Failure, FailureKind, Headers, Request, Response};
 use crate::plan::{NodeId, Plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ impl DerefMut for StepRun {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResponseMeta {
     pub status: u16,
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
 }
 
 /// The undoing of one completed step.
@@ -223,7 +223,7 @@ impl Compensation {
     pub(crate) fn new(node: NodeId, plan: &Plan) -> Self {
         Compensation {
             node,
-            step: plan.node(node).name.clone(),
+            step: plan.node(node).name.to_string(),
             label: plan
                 .node(node)
                 .compensation
@@ -308,7 +308,7 @@ impl Execution {
                 .iter()
                 .map(|n| {
                     CachedJson::new(StepRun {
-                        name: n.name.as_str().into(),
+                        name: n.name.clone(),
                         internal: n.internal,
                         run: Run::new(),
                         visits: 0,

@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 
 use super::*;
 use crate::definition::{DefinitionSet, Source};
-use crate::invoke::{Failure, FailureKind, HttpRequest, Request, Response};
+use crate::invoke::{Failure, FailureKind, Headers, HttpRequest, Request, Response};
 use crate::plan::{self, Plan};
 
 fn plan_of(yaml: &str) -> Plan {
@@ -58,7 +58,7 @@ fn invokes<'a>(
                     return None;
                 };
                 let name = match target {
-                    Target::Step(i) => plan.node(*i).name.clone(),
+                    Target::Step(i) => plan.node(*i).name.to_string(),
                     Target::Compensation(k) => format!("undo:{}", e.compensations[*k].step),
                 };
                 Some((name, *attempt, r))
@@ -81,7 +81,7 @@ fn ok(target: Target, attempt: u32, body: Json) -> Event {
         attempt,
         response: Response {
             status: 200,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             body,
         },
     }
@@ -695,7 +695,7 @@ fn run_checkpointing(
                 target, attempt, ..
             } => {
                 let name = match target {
-                    Target::Step(i) => plan.node(i).name.clone(),
+                    Target::Step(i) => plan.node(i).name.to_string(),
                     Target::Compensation(k) => format!("undo:{}", e.compensations[k].step),
                 };
                 match answer(&name, attempt) {

@@ -49,7 +49,8 @@ pub struct Plan {
 
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub name: String,
+    /// Shared by every execution's record of this node's runs.
+    pub name: Arc<str>,
     /// The orchestration's `step` number, which also names the result as `stepN`.
     pub step_number: Option<u32>,
     /// Nodes created by compilation rather than written by the user (a parallel state's fork).
@@ -152,7 +153,7 @@ impl Plan {
     }
 
     pub fn find(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.name == name)
+        self.nodes.iter().position(|n| *n.name == *name)
     }
 }
 

@@ -145,7 +145,7 @@ pub(super) fn compile(
             None => default_timeout,
         };
         nodes.push(Node {
-            name: step.name.value.clone(),
+            name: step.name.value.as_str().into(),
             step_number: step.step.as_ref().map(|n| n.value),
             internal: false,
             join: Join::AllOf(deps[i].iter().map(|&d| vec![d]).collect()),

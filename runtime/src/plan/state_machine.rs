@@ -288,7 +288,7 @@ pub(super) fn compile(
                     );
                 }
                 forks.push(Node {
-                    name: format!("{}/fork", s.name.value),
+                    name: format!("{}/fork", s.name.value).into(),
                     step_number: None,
                     internal: true,
                     join: Join::Any,
@@ -310,7 +310,7 @@ pub(super) fn compile(
         };
         let retry = defaults.for_node(set, pos, &s.retry, &s.retry_policy, f)?;
         nodes.push(Node {
-            name: s.name.value.clone(),
+            name: s.name.value.as_str().into(),
             step_number: None,
             internal: false,
             join,

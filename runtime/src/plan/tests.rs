@@ -16,7 +16,7 @@ fn deps(plan: &Plan, name: &str) -> Vec<String> {
         Join::AllOf(groups) => groups
             .iter()
             .flatten()
-            .map(|&d| plan.node(d).name.clone())
+            .map(|&d| plan.node(d).name.to_string())
             .collect(),
         Join::Any => vec!["<any>".into()],
     }

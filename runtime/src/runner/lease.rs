@@ -50,7 +50,7 @@ impl LeaseSettings {
 /// than the executions themselves.
 #[derive(Default)]
 pub(super) struct Leases {
-    held: Mutex<HashMap<String, Held>>,
+    held: Mutex<HashMap<Arc<str>, Held>>,
     renewer: OnceLock<()>,
 }
 
@@ -64,7 +64,7 @@ struct Held {
 /// A lease this runner holds while it drives one execution; stops being renewed when dropped.
 pub(super) struct HeldLease {
     leases: Arc<Leases>,
-    id: String,
+    id: Arc<str>,
     fence: Fence,
     lost: oneshot::Receiver<String>,
 }
@@ -104,10 +104,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const RENEWALS_IN_FLIGHT: usize = 32;
 
 impl Leases {
-    fn hold(self: &Arc<Self>, runner: &Runner, id: &str, fence: Fence, until: u64) -> HeldLease {
+    fn hold(
+        self: &Arc<Self>,
+        runner: &Runner,
+        id: Arc<str>,
+        fence: Fence,
+        until: u64,
+    ) -> HeldLease {
         let (report, lost) = oneshot::channel();
         lock(&self.held).insert(
-            id.to_string(),
+            id.clone(),
             Held {
                 fence,
                 held_until: until,
@@ -122,7 +128,7 @@ impl Leases {
         });
         HeldLease {
             leases: self.clone(),
-            id: id.to_string(),
+            id,
             fence,
             lost,
         }
@@ -150,7 +156,7 @@ async fn renew_forever(
         let Some(leases) = leases.upgrade() else {
             return;
         };
-        let due: Vec<(String, Fence, u64)> = lock(&leases.held)
+        let due: Vec<(Arc<str>, Fence, u64)> = lock(&leases.held)
             .iter()
             .filter(|(_, held)| held.lost.is_some())
             .map(|(id, held)| (id.clone(), held.fence, held.held_until))
@@ -235,7 +241,7 @@ impl Runner {
     }
 
     /// Keeps the lease on `id` renewed until the returned guard is dropped.
-    pub(super) fn keep(&self, id: &str, fence: Fence, until: u64) -> HeldLease {
+    pub(super) fn keep(&self, id: Arc<str>, fence: Fence, until: u64) -> HeldLease {
         self.leases.hold(self, id, fence, until)
     }
 

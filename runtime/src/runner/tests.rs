@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::*;
 use crate::definition::DefinitionSet;
 use crate::engine::Bindings;
-use crate::invoke::{Failure, Request, Response};
+use crate::invoke::{Failure, Headers, Request, Response};
 use crate::store::{Claim, LeaseStore, MemoryStore};
 
 const WORKFLOW: &str = r#"apiVersion: orca.dev/v1
@@ -48,7 +48,7 @@ impl Invoker for Gated {
             .forget();
         Ok(Response {
             status: 200,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             body: json!({"ok": true}),
         })
     }
@@ -418,7 +418,7 @@ impl Invoker for Peeking {
         }
         Ok(Response {
             status: 200,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             body: json!({"ok": true}),
         })
     }
@@ -514,7 +514,7 @@ fn new_record(runner: &Runner) -> (ExecutionRecord, Plan) {
 fn succeed(plan: &Plan, execution: &mut Execution, step: usize) {
     let response = Response {
         status: 200,
-        headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+        headers: [("content-type", "application/json")].into_iter().collect(),
         body: json!({"ok": true, "step": step + 1}),
     };
     let event = Event::Succeeded {

@@ -263,7 +263,11 @@ impl http::Host for HostState {
         Ok(match outcome {
             Ok(response) => Ok(http::Response {
                 status: response.status,
-                headers: response.headers.into_iter().collect(),
+                headers: response
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                    .collect(),
                 body: match response.body {
                     serde_json::Value::String(text) => text.into_bytes(),
                     serde_json::Value::Null => Vec::new(),
