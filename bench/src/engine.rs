@@ -1,13 +1,14 @@
 //! Sections 1 and 2: engine overhead (10 sequential steps) and fan-out (100 parallel steps),
 //! on the memory store against the in-process mock, each interleaved run by run with its floor.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
+use orca_runtime::cached_json::CachedJson;
 use orca_runtime::engine::{Bindings, Status};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
-use orca_runtime::invoke::{HttpRequest, Invoker, Request};
+use orca_runtime::invoke::{Failure, HttpRequest, Invoker, Request, Response};
 use orca_runtime::plan::Plan;
 use orca_runtime::runner::{Runner, WorkflowSource};
 use orca_runtime::store::MemoryStore;
@@ -26,20 +27,71 @@ fn runner() -> Result<Runner> {
     ))
 }
 
+/// `HttpInvoker` with the moment each call began and ended written down, so that a run
+/// through the engine can be split into the time spent in calls and the time between them.
+struct Stamped {
+    inner: HttpInvoker,
+    calls: Mutex<Vec<(Instant, Instant)>>,
+}
+
+#[async_trait::async_trait]
+impl Invoker for Stamped {
+    async fn invoke(&self, request: &Request, attempt: u32) -> Result<Response, Failure> {
+        let began = Instant::now();
+        let outcome = self.inner.invoke(request, attempt).await;
+        let ended = Instant::now();
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((began, ended));
+        outcome
+    }
+}
+
+/// Where one run through the engine spent its time, in microseconds.
+struct Split {
+    /// From `Runner::run` to the first call: the record made and written, the first request.
+    before_first: f64,
+    /// From one call's answer to the next call, summed over the run: applying the answer,
+    /// rendering the next request, putting it in flight.
+    between: f64,
+    /// From the last answer until `Runner::run` returns: the final checkpoint, the lease.
+    after_last: f64,
+    /// Inside the calls, summed.
+    in_calls: f64,
+}
+
+impl Split {
+    fn of(began: Instant, calls: &[(Instant, Instant)], ended: Instant) -> Option<Split> {
+        let us =
+            |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e6;
+        let (first, last) = (calls.first()?, calls.last()?);
+        Some(Split {
+            before_first: us(began, first.0),
+            between: calls.windows(2).map(|w| us(w[0].1, w[1].0)).sum(),
+            after_last: us(last.1, ended),
+            in_calls: calls.iter().map(|&(from, to)| us(from, to)).sum(),
+        })
+    }
+}
+
 /// The 10 calls of section 1 through the runtime's `HttpInvoker` alone, without the engine:
-/// splits Orca's overhead into what the HTTP client adds and what the engine adds.
+/// splits Orca's overhead into what the HTTP client adds and what the engine adds. Like the
+/// engine (and the floor), it makes the body once per workflow; like the engine, it then
+/// sends the same body's JSON with every call.
 async fn through_the_invoker(
     invoker: &HttpInvoker,
     base: &str,
     steps: usize,
     i: u64,
 ) -> Result<()> {
+    let body: CachedJson<serde_json::Value> = input(i).into();
     for s in 0..steps {
         let request = Request::Http(HttpRequest {
             method: "POST".into(),
             url: format!("{base}/s{s}"),
             headers: Vec::new(),
-            body: Some(input(i).into()),
+            body: Some(body.clone()),
             timeout_ms: 30_000,
             idempotency_key: format!("{i}:s{s}"),
             service: None,
@@ -103,6 +155,8 @@ struct Sequential {
     bindings: Bindings,
     client: reqwest::Client,
     invoker: HttpInvoker,
+    /// The same engine, calling through [`Stamped`].
+    stamped: (Runner, Arc<Stamped>),
 }
 
 impl Sequential {
@@ -121,7 +175,42 @@ impl Sequential {
             bindings: common::bindings(base),
             client: reqwest::Client::new(),
             invoker: HttpInvoker::new(HttpConfig::default())?,
+            stamped: {
+                let stamped = Arc::new(Stamped {
+                    inner: HttpInvoker::new(HttpConfig::default())?,
+                    calls: Mutex::default(),
+                });
+                let runner = Runner::new(Arc::new(MemoryStore::new()), stamped.clone());
+                (runner, stamped)
+            },
         })
+    }
+
+    /// A run through the engine, split by the calls' stamps.
+    async fn split(&self, i: u64) -> Result<Split> {
+        let (runner, stamped) = &self.stamped;
+        stamped
+            .calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let began = Instant::now();
+        let done = runner
+            .run(
+                self.source.clone(),
+                &self.plan,
+                input(i),
+                self.bindings.clone(),
+            )
+            .await?;
+        let ended = Instant::now();
+        ensure!(
+            done.status == Status::Completed,
+            "the workflow ended {:?}",
+            done.status
+        );
+        let calls = stamped.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        Split::of(began, &calls, ended).ok_or_else(|| anyhow::anyhow!("the run made no calls"))
     }
 
     async fn through_the_engine(&self, i: u64) -> Result<()> {
@@ -156,6 +245,12 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
     let calls = Sequential::new(base)?;
     let (mut orca, mut floor, mut alone) =
         (Samples::default(), Samples::default(), Samples::default());
+    let (mut before_first, mut between, mut after_last, mut in_calls) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
     let deadline = Instant::now() + settings.window * 2;
     let mut i = 0u64;
     while Instant::now() < deadline || orca.len() < 100 {
@@ -168,10 +263,15 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
         let t = Instant::now();
         calls.through_the_invoker(i).await?;
         let alone_took = t.elapsed();
+        let split = calls.split(i).await?;
         if i >= WARMUP {
             orca.push(took);
             floor.push(floor_took);
             alone.push(alone_took);
+            before_first.push_us(split.before_first);
+            between.push_us(split.between);
+            after_last.push_us(split.after_last);
+            in_calls.push_us(split.in_calls);
         }
         i += 1;
     }
@@ -199,9 +299,32 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
             .floor(fmt_us(floor.p50()))
             .ratio(alone.p50() / floor.p50()),
     );
+    // Medians of each part; they need not add up to the median of the whole.
+    let (alone_calls, steps) = (alone.p50(), STEPS as f64);
+    report.rows.push(
+        Row::new(
+            "1",
+            "  where the engine's time goes (p50 per workflow): before the first call",
+        )
+        .orca(fmt_us(before_first.p50())),
+    );
+    report.rows.push(
+        Row::new("1", "    between an answer and the next call, per step")
+            .orca(fmt_us(between.p50() / (steps - 1.0))),
+    );
+    report
+        .rows
+        .push(Row::new("1", "    after the last answer").orca(fmt_us(after_last.p50())));
+    report.rows.push(
+        Row::new("1", "    in the 10 calls, over HttpInvoker alone")
+            .orca(fmt_us(in_calls.p50() - alone_calls)),
+    );
     report.notes.push(format!(
         "1. {} workflows of each kind after {WARMUP} warm-up runs, engine, floor and \
-         HttpInvoker alone (the same requests, without the engine) alternating run by run.",
+         HttpInvoker alone (the same requests, without the engine) alternating run by run. \
+         A fourth run of each round goes through the engine with an invoker that stamps when \
+         each call begins and ends, which splits the engine's time into what comes before, \
+         between and after the calls.",
         orca.len()
     ));
     if ratio > 1.05 {

@@ -15,6 +15,11 @@ impl Samples {
         self.sorted = false;
     }
 
+    pub(crate) fn push_us(&mut self, us: f64) {
+        self.us.push(us);
+        self.sorted = false;
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.us.len()
     }
