@@ -473,6 +473,119 @@ async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does
     );
 }
 
+/// The status of each step in the one execution `store` holds, as its checkpoint says.
+async fn stored_steps(store: &dyn ExecutionStore) -> Vec<String> {
+    let stored = store.list(&Default::default()).await.unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&stored[0].body).unwrap();
+    record["execution"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Answers every call at once, noting what the store held for each step when it was called.
+struct Recording {
+    store: Arc<dyn ExecutionStore>,
+    seen: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+#[async_trait]
+impl Invoker for Recording {
+    async fn invoke(&self, _request: &Request, _attempt: u32) -> Result<Response, Failure> {
+        let steps = stored_steps(&*self.store).await;
+        self.seen.lock().unwrap().push(steps);
+        Ok(Response {
+            status: 200,
+            headers: Headers::default(),
+            body: json!({"ok": true}),
+        })
+    }
+}
+
+/// Long enough that it never runs out during a test.
+const AN_HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn memory_is_written_when_an_execution_starts_and_ends_not_after_every_step() {
+    let store: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
+    let invoker = Arc::new(Recording {
+        store: store.clone(),
+        seen: Default::default(),
+    });
+    let yaml = format!(
+        "{WORKFLOW}    - name: third\n      api: svc\n      endpoint: /third\n      method: POST\n"
+    );
+    let sources = vec![Source {
+        name: "wf.yaml".into(),
+        text: yaml,
+    }];
+    let plan = plan::compile(&DefinitionSet::load(sources.clone()).unwrap(), None).unwrap();
+    let workflow = WorkflowSource {
+        name: plan.workflow_id.clone(),
+        sources: sources.into(),
+    };
+    let done = Runner::new(store.clone(), invoker.clone())
+        .with_checkpoint_lag(AN_HOUR)
+        .run(workflow, &plan, json!({}), bindings())
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let as_created = vec!["running", "pending", "pending"];
+    assert_eq!(*invoker.seen.lock().unwrap(), vec![as_created; 3]);
+    assert_eq!(
+        stored_steps(&*store).await,
+        ["completed", "completed", "completed"]
+    );
+}
+
+#[tokio::test]
+async fn memory_gets_the_changes_once_the_lag_is_up_while_a_call_is_in_flight() {
+    let store = Arc::new(MemoryStore::new());
+    let invoker = gated(1);
+    let (workflow, plan) = source();
+    let handle = Runner::new(store.clone(), invoker.clone())
+        .with_checkpoint_lag(Duration::from_millis(20))
+        .start(workflow, plan, json!({}), bindings())
+        .await
+        .unwrap();
+    // The second call waits for a permit; the first one's outcome is written meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_steps(&*store).await != ["completed", "running"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}",
+            stored_steps(&*store).await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(invoker.calls.load(Ordering::SeqCst), 2);
+    invoker.permits.add_permits(1);
+    assert_eq!(handle.join().await.unwrap().status, Status::Completed);
+    assert_eq!(stored_steps(&*store).await, ["completed", "completed"]);
+}
+
+#[tokio::test]
+async fn stopping_writes_the_changes_the_lag_held_back() {
+    let store = Arc::new(MemoryStore::new());
+    let invoker = gated(1);
+    let (workflow, plan) = source();
+    let handle = Runner::new(store.clone(), invoker.clone())
+        .with_checkpoint_lag(AN_HOUR)
+        .start(workflow, plan, json!({}), bindings())
+        .await
+        .unwrap();
+    // The second call is sent in the same turn that applies the first one's outcome.
+    while invoker.calls.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(stored_steps(&*store).await, ["running", "pending"]);
+    handle.stop();
+    assert!(matches!(handle.join().await, Err(RunError::Stopped { .. })));
+    assert_eq!(stored_steps(&*store).await, ["completed", "running"]);
+}
+
 #[tokio::test]
 async fn a_checkpoint_buffer_is_sized_before_it_is_written() {
     let runner = Runner::new(Arc::new(MemoryStore::new()), gated(10));
