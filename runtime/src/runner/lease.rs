@@ -51,7 +51,10 @@ impl LeaseSettings {
 #[derive(Default)]
 pub(super) struct Leases {
     held: Mutex<HashMap<Arc<str>, Held>>,
-    renewer: OnceLock<()>,
+    /// Dropped with the last runner, which tells the renewing task to stop at once: it holds
+    /// the store, and a store of a hundred thousand records should not outlive its runners
+    /// until the next renewal.
+    renewer: OnceLock<oneshot::Sender<()>>,
 }
 
 struct Held {
@@ -124,7 +127,9 @@ impl Leases {
             let leases = Arc::downgrade(self);
             let (store, clock, settings) =
                 (runner.store.clone(), runner.clock.clone(), runner.lease);
-            tokio::spawn(renew_forever(leases, store, clock, settings));
+            let (alive, gone) = oneshot::channel();
+            tokio::spawn(renew_forever(leases, gone, store, clock, settings));
+            alive
         });
         HeldLease {
             leases: self.clone(),
@@ -147,12 +152,17 @@ impl Leases {
 /// Renews every held lease each `renew_every` until the runner (every clone) is gone.
 async fn renew_forever(
     leases: Weak<Leases>,
+    mut gone: oneshot::Receiver<()>,
     store: Arc<dyn ExecutionStore>,
     clock: Arc<dyn Clock>,
     settings: LeaseSettings,
 ) {
     loop {
-        tokio::time::sleep(settings.renew_every).await;
+        tokio::select! {
+            () = tokio::time::sleep(settings.renew_every) => {}
+            // Nothing is ever sent: the sender is dropped with the leases.
+            _ = &mut gone => return,
+        }
         let Some(leases) = leases.upgrade() else {
             return;
         };

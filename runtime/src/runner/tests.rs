@@ -473,6 +473,28 @@ async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does
     );
 }
 
+#[tokio::test]
+async fn the_lease_renewer_lets_the_store_go_as_soon_as_its_runners_are_gone() {
+    let store = Arc::new(MemoryStore::new());
+    let runner = Runner::new(store.clone(), gated(10));
+    let (workflow, plan) = source();
+    runner
+        .run(workflow, &plan, json!({}), bindings())
+        .await
+        .unwrap();
+    // The renewer (started by the run) holds the store too, and wakes every 10 s.
+    assert!(Arc::strong_count(&store) > 1);
+    drop(runner);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while Arc::strong_count(&store) > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The status of each step in the one execution `store` holds, as its checkpoint says.
 async fn stored_steps(store: &dyn ExecutionStore) -> Vec<String> {
     let stored = store.list(&Default::default()).await.unwrap();
