@@ -98,10 +98,20 @@ pub(crate) async fn parked(settings: &Settings, report: &mut Report) -> Result<(
         .await?
         .map(|s| s.body.len())
         .unwrap_or(0);
+    // Freed here, not in the background of the next section: an aborted task is dropped
+    // only when the runtime gets to it, and the store goes with the runner's last clone.
     for h in &handles {
         h.abort();
     }
-    drop(handles);
+    for h in handles {
+        let _ = h.await;
+    }
+    drop(runner);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Arc::strong_count(&store) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(store);
     let met = total_gib < 1.0;
     report.rows.push(
         Row::new(

@@ -80,7 +80,7 @@ pub(crate) fn thousands(n: u64) -> String {
 
 /// One result line: what was measured, Orca's number, the floor's, their ratio, the target
 /// and whether it was met (`None`: no target).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Row {
     pub(crate) section: String,
     pub(crate) metric: String,
