@@ -3,7 +3,8 @@
 //! After each batch of events the record is written to the store *before* any resulting
 //! request is sent or timer armed, so a crash at any point leaves a record from which
 //! [`Runner::resume`] continues: completed steps are never called again, and a call that was
-//! in flight is sent again with the same `Idempotency-Key`.
+//! in flight is sent again with the same `Idempotency-Key`. A store that keeps nothing across
+//! a crash (memory) is written at most every [`CHECKPOINT_LAG`] instead, and at the end.
 //!
 //! A runner drives an execution only while it holds the execution's lease: it creates new
 //! executions leased to itself, claims existing ones before resuming them, renews the lease in
@@ -482,8 +483,6 @@ impl Runner {
         // Calls and timers in flight, polled by this task. Dropping the set when the loop
         // returns cancels whatever is still pending.
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
-        // An outcome that came in while a checkpoint was being written (see the end).
-        let mut arrived: Option<Event> = None;
         // The outcomes applied together in one turn; kept across turns for its capacity.
         let mut batch = Vec::new();
         // On a store that keeps nothing across a crash: when the changes not yet written are
@@ -495,47 +494,47 @@ impl Runner {
                 self.report_finished(record);
                 return Ok(());
             }
-            let first = if let Some(event) = arrived.take() {
-                event
-            } else {
-                tokio::select! {
-                    // With nothing pending this branch is disabled until the next turn.
-                    Some(event) = pending.next() => event,
-                    () = due(&mut unsaved), if unsaved.is_some() => {
-                        unsaved = None;
-                        self.save(record, fence).await?;
-                        continue;
-                    }
-                    reason = lease.lost() => {
-                        return Err(RunError::LeaseLost {
-                            id: record.execution.id.to_string(),
-                            reason,
-                        });
-                    }
-                    message = receive(&mut control), if control_open => {
-                        match message {
-                            Some(Control::Cancel(reason)) => {
-                                let now = self.clock.now_ms();
-                                actions.extend(record.execution.cancel(plan, &reason, now));
-                                unsaved = None;
+            let first = tokio::select! {
+                // The calls last: the first poll of a new call is what sends it, and
+                // whatever this task does between sending and waiting competes with the
+                // call for the cores.
+                biased;
+                () = due(&mut unsaved), if unsaved.is_some() => {
+                    unsaved = None;
+                    self.save(record, fence).await?;
+                    continue;
+                }
+                reason = lease.lost() => {
+                    return Err(RunError::LeaseLost {
+                        id: record.execution.id.to_string(),
+                        reason,
+                    });
+                }
+                message = receive(&mut control), if control_open => {
+                    match message {
+                        Some(Control::Cancel(reason)) => {
+                            let now = self.clock.now_ms();
+                            actions.extend(record.execution.cancel(plan, &reason, now));
+                            unsaved = None;
+                            self.save(record, fence).await?;
+                        }
+                        Some(Control::Stop) => {
+                            // The last save is the checkpoint: calls in flight are sent
+                            // again (same idempotency key) by whoever resumes.
+                            if unsaved.take().is_some() {
                                 self.save(record, fence).await?;
                             }
-                            Some(Control::Stop) => {
-                                // The last save is the checkpoint: calls in flight are sent
-                                // again (same idempotency key) by whoever resumes.
-                                if unsaved.take().is_some() {
-                                    self.save(record, fence).await?;
-                                }
-                                self.release(&record.execution.id, fence).await;
-                                return Err(RunError::Stopped {
-                                    id: record.execution.id.to_string(),
-                                });
-                            }
-                            None => control_open = false,
+                            self.release(&record.execution.id, fence).await;
+                            return Err(RunError::Stopped {
+                                id: record.execution.id.to_string(),
+                            });
                         }
-                        continue;
+                        None => control_open = false,
                     }
+                    continue;
                 }
+                // With nothing pending this branch is disabled until the next turn.
+                Some(event) = pending.next() => event,
             };
             // Apply everything that has already arrived before the next write: one commit
             // covers a whole batch of step outcomes.
@@ -561,15 +560,11 @@ impl Runner {
             if self.store.is_durable() {
                 // Durable before any action this batch produced is carried out.
                 self.save(record, fence).await?;
-            } else {
+            } else if unsaved.is_none() {
                 // A store that keeps nothing across a crash protects nothing by being
                 // written first, and its checkpoints only serve readers: send the calls, and
                 // write once the lag is up, with whatever has changed by then.
-                self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending);
-                arrived = pending.next().now_or_never().flatten();
-                if unsaved.is_none() {
-                    unsaved = Some(Box::pin(tokio::time::sleep(self.checkpoint_lag)));
-                }
+                unsaved = Some(Box::pin(tokio::time::sleep(self.checkpoint_lag)));
             }
         }
     }
