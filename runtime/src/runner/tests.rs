@@ -562,17 +562,24 @@ async fn memory_is_written_when_an_execution_starts_and_ends_not_after_every_ste
     );
 }
 
-#[tokio::test]
-async fn memory_gets_the_changes_once_the_lag_is_up_while_a_call_is_in_flight() {
+/// The two-step workflow started on a memory store with checkpoints lagging by `lag`; the
+/// first call is answered, the second waits for a permit.
+async fn started_with_lag(lag: Duration) -> (Arc<MemoryStore>, Arc<Gated>, Handle) {
     let store = Arc::new(MemoryStore::new());
     let invoker = gated(1);
     let (workflow, plan) = source();
     let handle = Runner::new(store.clone(), invoker.clone())
-        .with_checkpoint_lag(Duration::from_millis(20))
+        .with_checkpoint_lag(lag)
         .start(workflow, plan, json!({}), bindings())
         .await
         .unwrap();
-    // The second call waits for a permit; the first one's outcome is written meanwhile.
+    (store, invoker, handle)
+}
+
+#[tokio::test]
+async fn memory_gets_the_changes_once_the_lag_is_up_while_a_call_is_in_flight() {
+    let (store, invoker, handle) = started_with_lag(Duration::from_millis(20)).await;
+    // The first call's outcome is written while the second waits.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while stored_steps(&*store).await != ["completed", "running"] {
         assert!(
@@ -590,14 +597,7 @@ async fn memory_gets_the_changes_once_the_lag_is_up_while_a_call_is_in_flight() 
 
 #[tokio::test]
 async fn stopping_writes_the_changes_the_lag_held_back() {
-    let store = Arc::new(MemoryStore::new());
-    let invoker = gated(1);
-    let (workflow, plan) = source();
-    let handle = Runner::new(store.clone(), invoker.clone())
-        .with_checkpoint_lag(AN_HOUR)
-        .start(workflow, plan, json!({}), bindings())
-        .await
-        .unwrap();
+    let (store, invoker, handle) = started_with_lag(AN_HOUR).await;
     // The second call is sent in the same turn that applies the first one's outcome.
     while invoker.calls.load(Ordering::SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(1)).await;
