@@ -11,8 +11,7 @@ pub(crate) struct Samples {
 
 impl Samples {
     pub(crate) fn push(&mut self, d: Duration) {
-        self.us.push(d.as_secs_f64() * 1e6);
-        self.sorted = false;
+        self.push_us(d.as_secs_f64() * 1e6);
     }
 
     pub(crate) fn push_us(&mut self, us: f64) {

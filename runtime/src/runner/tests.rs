@@ -63,9 +63,13 @@ impl Clock for FixedClock {
 }
 
 fn source() -> (WorkflowSource, Plan) {
+    source_of(WORKFLOW.into())
+}
+
+fn source_of(yaml: String) -> (WorkflowSource, Plan) {
     let sources = vec![Source {
         name: "wf.yaml".into(),
-        text: WORKFLOW.into(),
+        text: yaml,
     }];
     let set = DefinitionSet::load(sources.clone()).unwrap();
     let plan = plan::compile(&set, None).unwrap();
@@ -539,15 +543,7 @@ async fn memory_is_written_when_an_execution_starts_and_ends_not_after_every_ste
     let yaml = format!(
         "{WORKFLOW}    - name: third\n      api: svc\n      endpoint: /third\n      method: POST\n"
     );
-    let sources = vec![Source {
-        name: "wf.yaml".into(),
-        text: yaml,
-    }];
-    let plan = plan::compile(&DefinitionSet::load(sources.clone()).unwrap(), None).unwrap();
-    let workflow = WorkflowSource {
-        name: plan.workflow_id.clone(),
-        sources: sources.into(),
-    };
+    let (workflow, plan) = source_of(yaml);
     let done = Runner::new(store.clone(), invoker.clone())
         .with_checkpoint_lag(AN_HOUR)
         .run(workflow, &plan, json!({}), bindings())
