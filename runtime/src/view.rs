@@ -27,7 +27,7 @@ pub fn execution(e: &Execution) -> Json {
                 v["visits"] = json!(s.visits);
             }
             if let Some(r) = &s.result {
-                v["result"] = r.clone();
+                v["result"] = Json::clone(r);
             }
             v
         }).collect::<Vec<_>>(),

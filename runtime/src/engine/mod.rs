@@ -457,7 +457,7 @@ impl Execution {
                     None => Ok((*self.input).clone()),
                 };
                 match result {
-                    Ok(value) => self.complete_with(plan, i, Some(value), None, now_ms),
+                    Ok(value) => self.complete_with(plan, i, Some(Arc::new(value)), None, now_ms),
                     Err(e) => self.fail_step(i, format!("result: {e}"), now_ms),
                 }
             }
@@ -520,11 +520,12 @@ impl Execution {
                         senders
                             .iter()
                             .find(|s| group.contains(s))
-                            .and_then(|&s| self.steps[s].result.clone())
+                            .and_then(|&s| self.steps[s].result.as_deref().cloned())
                             .unwrap_or(Json::Null)
                     })
                     .collect();
-                self.complete_with(plan, i, Some(Json::Array(results)), None, now_ms);
+                let results = Arc::new(Json::Array(results));
+                self.complete_with(plan, i, Some(results), None, now_ms);
             }
         }
     }
@@ -537,7 +538,7 @@ impl Execution {
                 body,
             }) => {
                 let meta = ResponseMeta { status, headers };
-                self.complete_with(plan, i, Some(body), Some(meta), now_ms);
+                self.complete_with(plan, i, Some(Arc::new(body)), Some(meta), now_ms);
             }
             None => self.complete_with(plan, i, None, None, now_ms),
         }
@@ -547,7 +548,7 @@ impl Execution {
         &mut self,
         plan: &Plan,
         i: NodeId,
-        result: Option<Json>,
+        result: Option<Arc<Json>>,
         response: Option<ResponseMeta>,
         now_ms: u64,
     ) {

@@ -1,6 +1,7 @@
 //! Turning templates into concrete requests and outputs, from an execution's data.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value as Json, json};
@@ -11,7 +12,7 @@ use crate::expr::{Variables, is_cel_identifier};
 use crate::invoke::{HttpRequest, Request};
 use crate::plan::{Call, ComponentCall, HttpCall, NodeId, Plan};
 
-use super::{Execution, StepRun, StepStatus};
+use super::{Execution, Output, StepRun, StepStatus};
 
 /// Everything but RFC 3986's unreserved characters is escaped in a computed path segment or
 /// query value, so a value can never add path segments or query parameters of its own.
@@ -74,7 +75,7 @@ impl Variables for ExecutionScope<'_> {
 /// A step's result as expressions see it: null until the step has completed.
 fn visible_result(run: &StepRun) -> Cow<'_, Json> {
     match (run.status, &run.result) {
-        (StepStatus::Completed, Some(result)) => Cow::Borrowed(result),
+        (StepStatus::Completed, Some(result)) => Cow::Borrowed(&**result),
         _ => Cow::Owned(Json::Null),
     }
 }
@@ -191,23 +192,26 @@ impl Execution {
             workflow: self.workflow_id.to_string(),
             step: plan.node(i).name.to_string(),
             input: (*self.input).clone(),
-            results: self.results(plan),
+            results: Json::Object(
+                self.results(plan)
+                    .into_iter()
+                    .map(|(name, result)| (name.to_string(), Arc::unwrap_or_clone(result)))
+                    .collect(),
+            ),
             config,
             grants: call.grants.clone(),
             limits: call.limits,
         }))
     }
 
-    /// Completed steps' results by name.
-    fn results(&self, plan: &Plan) -> Json {
-        Json::Object(
-            plan.nodes
-                .iter()
-                .zip(&self.steps)
-                .filter(|(node, run)| !node.internal && run.status == StepStatus::Completed)
-                .filter_map(|(node, run)| Some((node.name.to_string(), run.result.clone()?)))
-                .collect(),
-        )
+    /// Completed steps' results by name, shared with the steps.
+    fn results(&self, plan: &Plan) -> Output {
+        plan.nodes
+            .iter()
+            .zip(&self.steps)
+            .filter(|(node, run)| !node.internal && run.status == StepStatus::Completed)
+            .filter_map(|(node, run)| Some((node.name.clone(), run.result.clone()?)))
+            .collect()
     }
 
     fn render_request(
@@ -274,7 +278,7 @@ impl Execution {
     }
 
     /// The execution's output: `spec.output` when given, else every result by step name.
-    pub(crate) fn render_output(&self, plan: &Plan) -> Result<Json, String> {
+    pub(crate) fn render_output(&self, plan: &Plan) -> Result<Output, String> {
         if plan.output.is_empty() {
             return Ok(self.results(plan));
         }
@@ -285,10 +289,9 @@ impl Execution {
                 let value = expr
                     .eval(&scope)
                     .map_err(|e| format!("output `{name}`: {e}"))?;
-                Ok((name.clone(), value))
+                Ok((Arc::from(name.as_str()), Arc::new(value)))
             })
-            .collect::<Result<Map<_, _>, String>>()
-            .map(Json::Object)
+            .collect()
     }
 }
 

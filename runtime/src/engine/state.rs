@@ -11,6 +11,11 @@ use crate::cached_json::CachedJson;
 use crate::invoke::{Failure, FailureKind, Headers, Request, Response};
 use crate::plan::{NodeId, Plan};
 
+/// An execution's output, a JSON object: `spec.output`'s fields, or else every completed
+/// step's result by the step's name, shared with the step rather than copied (a finished
+/// execution is kept, and the copies were half of what it kept).
+pub type Output = BTreeMap<Arc<str>, Arc<Json>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -102,7 +107,7 @@ pub struct Execution {
     pub completion_order: Vec<NodeId>,
     pub compensations: Vec<Compensation>,
     /// Kept with its JSON: made once, shared by the final checkpoint and the caller.
-    pub output: Option<CachedJson<Json>>,
+    pub output: Option<CachedJson<Output>>,
     /// What made the execution fail, once it has.
     pub failure: Option<String>,
     /// The final error shown to the user (the failure, plus what could not be undone).
@@ -173,8 +178,9 @@ pub struct StepRun {
     /// How many times the node has started (more than once only in state-machine loops).
     pub visits: u32,
     /// The parsed response body, or a pass state's value, or a parallel state's branch results.
+    /// Shared, not copied, by the execution's default output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Json>,
+    pub result: Option<Arc<Json>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<ResponseMeta>,
     /// The choice state's pick.

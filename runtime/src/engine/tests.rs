@@ -1,6 +1,7 @@
 //! The engine fed events by hand: every decision is checked without I/O or clocks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
@@ -95,6 +96,11 @@ fn fail(target: Target, attempt: u32, status: u16) -> Event {
     }
 }
 
+/// The execution's output as JSON (null before it has one).
+fn output(e: &Execution) -> Json {
+    serde_json::to_value(&e.output).unwrap()
+}
+
 fn step(plan: &Plan, name: &str) -> Target {
     Target::Step(plan.find(name).unwrap())
 }
@@ -141,11 +147,13 @@ fn sequential_seed_runs_steps_one_after_another() {
     assert_eq!(a, [Action::Finished]);
     assert_eq!(e.status, Status::Completed);
     assert_eq!(
-        e.output.as_deref(),
-        Some(
-            &json!({"validate_order": {"valid": true}, "check_inventory": {"in_stock": true}, "create_payment": {"id": "p1"}})
-        )
+        output(&e),
+        json!({"validate_order": {"valid": true}, "check_inventory": {"in_stock": true}, "create_payment": {"id": "p1"}})
     );
+    // The default output shares each step's result instead of copying it.
+    let payment = &e.steps[plan.find("create_payment").unwrap()];
+    let shared = &e.output.as_ref().unwrap()["create_payment"];
+    assert!(Arc::ptr_eq(shared, payment.result.as_ref().unwrap()));
     assert_eq!(e.api_calls, 3);
     assert_eq!(e.ended_at_ms, Some(4_000));
 }
@@ -460,7 +468,7 @@ fn a_resumed_execution_resends_in_flight_calls_with_the_same_key_and_skips_compl
     revived.apply(&plan, ok(step(&plan, "check_inventory"), 1, json!(2)), 60);
     let a = revived.apply(&plan, ok(step(&plan, "create_payment"), 1, json!(3)), 70);
     assert_eq!(a, [Action::Finished]);
-    assert_eq!(revived.output.unwrap()["validate_order"], json!({"ok": 1}));
+    assert_eq!(output(&revived)["validate_order"], json!({"ok": 1}));
 }
 
 const MACHINE: &str = r#"
@@ -539,14 +547,11 @@ fn state_machine_runs_choice_wait_parallel_and_pass() {
     let a = e.apply(&plan, ok(step(&plan, "one"), 1, json!({"ok": true})), 3_100);
     assert_eq!(a, [Action::Finished]);
     assert_eq!(e.status, Status::Completed, "{:?}", e.error);
-    assert_eq!(
-        e.output.as_deref(),
-        Some(&json!({"first": {"ok": true}, "second": 1000}))
-    );
+    assert_eq!(output(&e), json!({"first": {"ok": true}, "second": 1000}));
     let fanout = plan.find("fanout").unwrap();
     assert_eq!(
-        e.steps[fanout].result,
-        Some(json!([{"ok": true}, {"doubled": 1000}]))
+        e.steps[fanout].result.as_deref(),
+        Some(&json!([{"ok": true}, {"doubled": 1000}]))
     );
     assert_eq!(
         e.steps[plan.find("broken").unwrap()].status,
