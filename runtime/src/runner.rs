@@ -241,6 +241,10 @@ impl Runner {
     }
 
     /// Starts a new execution and drives it to a final status.
+    ///
+    /// On a store that keeps nothing across a crash the execution is first written when its
+    /// checkpoint lag is up or when it ends, whichever comes first: nobody has its id before
+    /// this returns, so nobody can miss it, and a short run is written once instead of twice.
     pub async fn run(
         &self,
         workflow: WorkflowSource,
@@ -248,10 +252,13 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Execution, RunError> {
-        let (mut record, actions, fence, mut lease) =
-            self.create(workflow, plan, input, bindings).await?;
-        self.drive(&mut record, plan, actions, fence, &mut lease, None)
-            .await?;
+        let (mut record, actions) = self.new_record(workflow, plan, input, bindings);
+        let stored = if self.store.is_durable() {
+            Stored::Leased(self.create(&record).await?)
+        } else {
+            Stored::NotYet
+        };
+        self.drive(&mut record, plan, actions, stored, None).await?;
         Ok(record.execution)
     }
 
@@ -264,19 +271,13 @@ impl Runner {
         input: Json,
         bindings: Bindings,
     ) -> Result<Handle, RunError> {
-        let (record, actions, fence, lease) = self.create(workflow, &plan, input, bindings).await?;
+        let (mut record, actions) = self.new_record(workflow, &plan, input, bindings);
+        let lease = self.create(&record).await?;
         let id = record.execution.id.to_string();
         Ok(self.in_background(id, move |runner, mut inbox| async move {
-            let (mut record, mut lease) = (record, lease);
+            let stored = Stored::Leased(lease);
             runner
-                .drive(
-                    &mut record,
-                    &plan,
-                    actions,
-                    fence,
-                    &mut lease,
-                    Some(&mut inbox),
-                )
+                .drive(&mut record, &plan, actions, stored, Some(&mut inbox))
                 .await
                 .map(|()| record.execution)
         }))
@@ -339,13 +340,14 @@ impl Runner {
         Handle { id, control, task }
     }
 
-    async fn create(
+    /// A new execution's record and its first actions, not yet written anywhere.
+    fn new_record(
         &self,
         mut workflow: WorkflowSource,
         plan: &Plan,
         input: Json,
         bindings: Bindings,
-    ) -> Result<(ExecutionRecord, Vec<Action>, Fence, HeldLease), RunError> {
+    ) -> (ExecutionRecord, Vec<Action>) {
         self.plans.share(&mut workflow, plan);
         let id = uuid::Uuid::now_v7().to_string();
         let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
@@ -356,17 +358,19 @@ impl Runner {
             workflow,
             execution,
         };
-        // Written before the first calls go out even on a store that keeps nothing: sent
-        // ahead, they would start outside the execution's span (see `drive`).
+        (record, actions)
+    }
+
+    /// Writes a new execution's first record, leased to this runner.
+    async fn create(&self, record: &ExecutionRecord) -> Result<HeldLease, RunError> {
         let until = self.lease_until();
         let create = Write::Create {
-            execution: self.stored(&record)?,
+            execution: self.stored(record)?,
             owner: self.owner.clone(),
             lease_until_ms: until,
         };
         let fence = store::write_one(&*self.store, create).await?;
-        let lease = self.keep(record.execution.id.clone(), fence, until);
-        Ok((record, actions, fence, lease))
+        Ok(self.keep(record.execution.id.clone(), fence, until))
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
@@ -405,7 +409,7 @@ impl Runner {
         services: &BTreeMap<String, String>,
         inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<Execution, RunError> {
-        let mut lease = self.keep(id.into(), fence, until);
+        let lease = self.keep(id.into(), fence, until);
         // Read now that no one else can write: the record may have moved on since any earlier
         // read (or that read came from a cache that was behind).
         let (mut record, plan) = match self.load_resumable(id).await {
@@ -423,8 +427,8 @@ impl Runner {
             p.resumed(&record.execution);
         }
         let actions = record.execution.resume(&plan, self.clock.now_ms());
-        self.save(&record, fence).await?;
-        self.drive(&mut record, &plan, actions, fence, &mut lease, inbox)
+        self.write_record(&record, fence, false).await?;
+        self.drive(&mut record, &plan, actions, Stored::Leased(lease), inbox)
             .await?;
         Ok(record.execution)
     }
@@ -458,7 +462,8 @@ impl Runner {
     }
 
     /// Carries out `actions` and the ones that follow until the execution is final. The
-    /// caller has persisted the record as it is when this is called.
+    /// caller has persisted the record as it is when this is called, unless it is
+    /// [`Stored::NotYet`].
     #[tracing::instrument(
         name = "execution",
         skip_all,
@@ -473,8 +478,7 @@ impl Runner {
         record: &mut ExecutionRecord,
         plan: &Plan,
         mut actions: Vec<Action>,
-        fence: Fence,
-        lease: &mut HeldLease,
+        mut stored: Stored,
         mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<(), RunError> {
         // Once every sender is gone (or there never was a channel: an execution driven to its
@@ -487,10 +491,19 @@ impl Runner {
         let mut batch = Vec::new();
         // On a store that keeps nothing across a crash: when the changes not yet written are
         // due to be (see `CHECKPOINT_LAG`).
-        let mut unsaved: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut unsaved: Option<Pin<Box<tokio::time::Sleep>>> = match stored {
+            Stored::Leased(_) => None,
+            Stored::NotYet => Some(Box::pin(tokio::time::sleep(self.checkpoint_lag))),
+        };
         loop {
             if self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending) {
-                self.release(&record.execution.id, fence).await;
+                match &stored {
+                    // The record as it is was written: only the lease is left.
+                    Stored::Leased(lease) => {
+                        self.release(&record.execution.id, lease.fence()).await
+                    }
+                    Stored::NotYet => self.write(record, &mut stored, true).await?,
+                }
                 self.report_finished(record);
                 return Ok(());
             }
@@ -501,10 +514,10 @@ impl Runner {
                 biased;
                 () = due(&mut unsaved), if unsaved.is_some() => {
                     unsaved = None;
-                    self.save(record, fence).await?;
+                    self.write(record, &mut stored, false).await?;
                     continue;
                 }
-                reason = lease.lost() => {
+                reason = stored.lost() => {
                     return Err(RunError::LeaseLost {
                         id: record.execution.id.to_string(),
                         reason,
@@ -516,15 +529,17 @@ impl Runner {
                             let now = self.clock.now_ms();
                             actions.extend(record.execution.cancel(plan, &reason, now));
                             unsaved = None;
-                            self.save(record, fence).await?;
+                            self.write(record, &mut stored, false).await?;
                         }
                         Some(Control::Stop) => {
                             // The last save is the checkpoint: calls in flight are sent
                             // again (same idempotency key) by whoever resumes.
                             if unsaved.take().is_some() {
-                                self.save(record, fence).await?;
+                                self.write(record, &mut stored, false).await?;
                             }
-                            self.release(&record.execution.id, fence).await;
+                            if let Stored::Leased(lease) = &stored {
+                                self.release(&record.execution.id, lease.fence()).await;
+                            }
                             return Err(RunError::Stopped {
                                 id: record.execution.id.to_string(),
                             });
@@ -553,13 +568,13 @@ impl Runner {
             }
             if actions.iter().any(|a| matches!(a, Action::Finished)) {
                 // The final record and the lease's release share one commit.
-                self.finish(record, fence).await?;
+                self.write(record, &mut stored, true).await?;
                 self.report_finished(record);
                 return Ok(());
             }
             if self.store.is_durable() {
                 // Durable before any action this batch produced is carried out.
-                self.save(record, fence).await?;
+                self.write(record, &mut stored, false).await?;
             } else if unsaved.is_none() {
                 // A store that keeps nothing across a crash protects nothing by being
                 // written first, and its checkpoints only serve readers: send the calls, and
@@ -658,13 +673,43 @@ impl Runner {
         })
     }
 
-    async fn save(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
-        self.write_record(record, fence, false).await
-    }
-
-    /// Saves the final record and gives the lease up, in one commit.
-    async fn finish(&self, record: &ExecutionRecord, fence: Fence) -> Result<(), RunError> {
-        self.write_record(record, fence, true).await
+    /// Writes the record where `stored` says; `release` (the execution is final) also gives
+    /// the lease up in the same commit. The first write of a [`Stored::NotYet`] execution
+    /// creates it, leased to this runner unless it is released at once.
+    async fn write(
+        &self,
+        record: &ExecutionRecord,
+        stored: &mut Stored,
+        release: bool,
+    ) -> Result<(), RunError> {
+        if let Stored::Leased(lease) = stored {
+            return self.write_record(record, lease.fence(), release).await;
+        }
+        let until = self.lease_until();
+        let execution = self.stored(record)?;
+        let create = Write::Create {
+            execution: execution.clone(),
+            owner: self.owner.clone(),
+            lease_until_ms: until,
+        };
+        let batch = if release {
+            let finish = Write::Save {
+                execution,
+                fence: store::FIRST_FENCE,
+                release: true,
+            };
+            vec![create, finish]
+        } else {
+            vec![create]
+        };
+        for outcome in self.store.write(batch).await? {
+            outcome?;
+        }
+        if !release {
+            let id = record.execution.id.clone();
+            *stored = Stored::Leased(self.keep(id, store::FIRST_FENCE, until));
+        }
+        Ok(())
     }
 
     async fn write_record(
@@ -746,6 +791,25 @@ fn checkpoint_size(record: &ExecutionRecord) -> Result<usize, serde_json::Error>
         size += step.json()?.get().len();
     }
     Ok(size)
+}
+
+/// Where the drive loop writes an execution.
+enum Stored {
+    /// The store has the record, leased to this runner.
+    Leased(HeldLease),
+    /// A new execution on a store that keeps nothing across a crash, whose id nobody has been
+    /// given: its first write creates it (see [`Runner::run`]).
+    NotYet,
+}
+
+impl Stored {
+    /// Resolves (with the reason) once the lease is lost; pending forever before there is one.
+    async fn lost(&mut self) -> String {
+        match self {
+            Stored::Leased(lease) => lease.lost().await,
+            Stored::NotYet => std::future::pending().await,
+        }
+    }
 }
 
 /// A call or timer in flight, resolving to the event it produces.

@@ -73,6 +73,10 @@ pub(super) struct HeldLease {
 }
 
 impl HeldLease {
+    pub(super) fn fence(&self) -> Fence {
+        self.fence
+    }
+
     /// Resolves (with the reason) once the lease is lost; pending forever otherwise.
     pub(super) async fn lost(&mut self) -> String {
         match (&mut self.lost).await {

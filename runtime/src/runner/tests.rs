@@ -102,18 +102,21 @@ fn fast_leases() -> LeaseSettings {
     }
 }
 
-/// Starts an execution on `store` whose first call blocks; returns its id once it is stored.
+/// Starts an execution on `store` whose first call blocks; returns its id once it is stored
+/// and the call has been made.
 async fn stuck_execution(store: &Arc<MemoryStore>, owner: &str) -> (String, Arc<Gated>) {
     let invoker = gated(0);
     let runner = Runner::new(store.clone(), invoker.clone())
         .with_owner(owner)
         .with_lease(fast_leases());
     let (workflow, plan) = source();
-    tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
+    let handle = runner
+        .start(workflow, plan, json!({}), bindings())
+        .await
+        .unwrap();
     for _ in 0..200 {
         if invoker.calls.load(Ordering::SeqCst) > 0 {
-            let listed = store.list(&Default::default()).await.unwrap();
-            return (listed[0].id.to_string(), invoker);
+            return (handle.id.clone(), invoker);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -212,10 +215,15 @@ async fn a_runner_that_was_fenced_out_stops() {
     let (workflow, plan) = source();
     let running =
         tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
-    while invoker.calls.load(Ordering::SeqCst) == 0 {
+    // A run is written once its checkpoint lag is up; from then on its lease is renewed.
+    let id = loop {
+        let listed = store.list(&Default::default()).await.unwrap();
+        if let Some(stored) = listed.first() {
+            break stored.id.clone();
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let id = store.list(&Default::default()).await.unwrap()[0].id.clone();
+    };
+    assert_eq!(invoker.calls.load(Ordering::SeqCst), 1);
     let lease = store.lease(&id).await.unwrap().unwrap();
     let claim = Claim {
         owner: "second",
@@ -415,10 +423,9 @@ impl Invoker for Peeking {
         if let Request::Http(http) = request
             && http.url.ends_with("/second")
         {
-            let stored = self.store.list(&Default::default()).await.unwrap();
-            let record: serde_json::Value = serde_json::from_slice(&stored[0].body).unwrap();
-            let status = record["execution"]["steps"][0]["status"].as_str().unwrap();
-            *self.first_when_second_called.lock().unwrap() = Some(status.to_string());
+            let steps = stored_steps(&*self.store).await;
+            let first = steps.first().map_or("not stored", String::as_str);
+            *self.first_when_second_called.lock().unwrap() = Some(first.to_string());
         }
         Ok(Response {
             status: 200,
@@ -463,12 +470,12 @@ async fn a_durable_store_has_the_checkpoint_before_the_next_call_and_memory_does
     );
 
     // Nothing in memory survives a crash, so a call goes out before the write that records
-    // it; the execution itself is created before its first call.
+    // it; a run shorter than the checkpoint lag is written once, when it ends.
     let memory: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
     assert!(!memory.is_durable());
     assert_eq!(
         stored_when_called(memory.clone()).await,
-        (1, "running".to_string())
+        (0, "not stored".to_string())
     );
     let stored = memory.list(&Default::default()).await.unwrap();
     assert_eq!(
@@ -499,10 +506,14 @@ async fn the_lease_renewer_lets_the_store_go_as_soon_as_its_runners_are_gone() {
     }
 }
 
-/// The status of each step in the one execution `store` holds, as its checkpoint says.
+/// The status of each step in the one execution `store` holds, as its checkpoint says; none
+/// while it holds none.
 async fn stored_steps(store: &dyn ExecutionStore) -> Vec<String> {
     let stored = store.list(&Default::default()).await.unwrap();
-    let record: serde_json::Value = serde_json::from_slice(&stored[0].body).unwrap();
+    let Some(stored) = stored.first() else {
+        return Vec::new();
+    };
+    let record: serde_json::Value = serde_json::from_slice(&stored.body).unwrap();
     record["execution"]["steps"]
         .as_array()
         .unwrap()
@@ -533,8 +544,15 @@ impl Invoker for Recording {
 /// Long enough that it never runs out during a test.
 const AN_HOUR: Duration = Duration::from_secs(3600);
 
-#[tokio::test]
-async fn memory_is_written_when_an_execution_starts_and_ends_not_after_every_step() {
+/// The three-step workflow on a memory store whose checkpoints lag by an hour, through an
+/// invoker that notes what the store held for each step at each call.
+fn three_steps_recorded() -> (
+    Arc<dyn ExecutionStore>,
+    Arc<Recording>,
+    Runner,
+    WorkflowSource,
+    Plan,
+) {
     let store: Arc<dyn ExecutionStore> = Arc::new(MemoryStore::new());
     let invoker = Arc::new(Recording {
         store: store.clone(),
@@ -544,18 +562,96 @@ async fn memory_is_written_when_an_execution_starts_and_ends_not_after_every_ste
         "{WORKFLOW}    - name: third\n      api: svc\n      endpoint: /third\n      method: POST\n"
     );
     let (workflow, plan) = source_of(yaml);
-    let done = Runner::new(store.clone(), invoker.clone())
-        .with_checkpoint_lag(AN_HOUR)
-        .run(workflow, &plan, json!({}), bindings())
+    let runner = Runner::new(store.clone(), invoker.clone()).with_checkpoint_lag(AN_HOUR);
+    (store, invoker, runner, workflow, plan)
+}
+
+#[tokio::test]
+async fn memory_is_written_when_a_started_execution_starts_and_ends_not_after_every_step() {
+    let (store, invoker, runner, workflow, plan) = three_steps_recorded();
+    let handle = runner
+        .start(workflow, plan, json!({}), bindings())
         .await
         .unwrap();
-    assert_eq!(done.status, Status::Completed);
+    assert_eq!(handle.join().await.unwrap().status, Status::Completed);
     let as_created = vec!["running", "pending", "pending"];
     assert_eq!(*invoker.seen.lock().unwrap(), vec![as_created; 3]);
     assert_eq!(
         stored_steps(&*store).await,
         ["completed", "completed", "completed"]
     );
+}
+
+#[tokio::test]
+async fn a_run_shorter_than_the_lag_is_written_to_memory_once_when_it_ends() {
+    let (store, invoker, runner, workflow, plan) = three_steps_recorded();
+    let done = runner
+        .run(workflow, &plan, json!({}), bindings())
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    // Nobody had the id before `run` returned: no reader missed anything.
+    let nothing: Vec<Vec<String>> = vec![vec![]; 3];
+    assert_eq!(*invoker.seen.lock().unwrap(), nothing);
+    assert_eq!(
+        stored_steps(&*store).await,
+        ["completed", "completed", "completed"]
+    );
+    assert_eq!(store.lease(&done.id).await.unwrap(), None, "released");
+}
+
+#[tokio::test]
+async fn a_run_in_memory_is_created_once_the_lag_is_up_while_its_first_call_waits() {
+    let store = Arc::new(MemoryStore::new());
+    let invoker = gated(0);
+    let runner = Runner::new(store.clone(), invoker.clone())
+        .with_owner("me")
+        .with_checkpoint_lag(Duration::from_millis(20));
+    let (workflow, plan) = source();
+    let run = tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stored_steps(&*store).await != ["running", "pending"] {
+        assert!(tokio::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(invoker.calls.load(Ordering::SeqCst), 1);
+    let id = store.list(&Default::default()).await.unwrap()[0]
+        .id
+        .to_string();
+    let lease = store.lease(&id).await.unwrap().expect("leased");
+    assert_eq!(lease.owner, "me");
+    invoker.permits.add_permits(2);
+    let done = run.await.unwrap().unwrap();
+    assert_eq!(
+        (done.id.as_ref(), done.status),
+        (id.as_str(), Status::Completed)
+    );
+    assert_eq!(stored_steps(&*store).await, ["completed", "completed"]);
+    assert_eq!(store.lease(&id).await.unwrap(), None, "released");
+}
+
+#[tokio::test]
+async fn a_run_that_ends_as_it_starts_is_written_to_memory_released() {
+    let store = Arc::new(MemoryStore::new());
+    let yaml = r#"apiVersion: api.example.com/v1
+kind: WorkflowDefinition
+metadata:
+  name: passes
+spec:
+  startAt: only
+  states:
+    - {name: only, type: pass, result: {done: true}, end: true}
+"#;
+    let (workflow, plan) = source_of(yaml.into());
+    let done = Runner::new(store.clone(), gated(0))
+        .with_checkpoint_lag(AN_HOUR)
+        .run(workflow, &plan, json!({}), bindings())
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let stored = store.load(&done.id).await.unwrap().expect("written");
+    assert_eq!(stored.status, "completed");
+    assert_eq!(store.lease(&done.id).await.unwrap(), None, "released");
 }
 
 /// The two-step workflow started on a memory store with checkpoints lagging by `lag`; the

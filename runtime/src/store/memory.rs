@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, StoreError, StoredExecution,
-    Write, WriteOutcomes,
+    Claim, ExecutionStore, FIRST_FENCE, Fence, Lease, LeaseStore, ListFilter, StoreError,
+    StoredExecution, Write, WriteOutcomes,
 };
 
 #[derive(Debug, Clone)]
@@ -76,11 +76,11 @@ fn apply(executions: &mut Executions, write: Write) -> Result<Fence, StoreError>
                 Entry {
                     record: kept(execution),
                     owner: Some(owner),
-                    fence: 1,
+                    fence: FIRST_FENCE,
                     until_ms: lease_until_ms,
                 },
             );
-            Ok(1)
+            Ok(FIRST_FENCE)
         }
         Write::Save {
             execution,

@@ -197,10 +197,13 @@ impl StoreError {
     }
 }
 
+/// The fence of a newly created execution's lease.
+pub const FIRST_FENCE: Fence = 1;
+
 /// One durable write; see [`ExecutionStore::write`].
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// A new execution leased to `owner` until `lease_until_ms`; its first fence is 1.
+    /// A new execution leased to `owner` until `lease_until_ms`; its fence is [`FIRST_FENCE`].
     Create {
         execution: StoredExecution,
         owner: String,

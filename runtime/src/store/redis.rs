@@ -23,8 +23,8 @@ use ::redis::{AsyncCommands, Client, ScriptInvocation, ServerErrorKind, Value};
 use async_trait::async_trait;
 
 use super::{
-    ExecutionStore, Fence, ListFilter, RedisConfig, StoreError, StoredExecution, Write,
-    WriteOutcomes,
+    ExecutionStore, FIRST_FENCE, Fence, ListFilter, RedisConfig, StoreError, StoredExecution,
+    Write, WriteOutcomes,
 };
 
 mod leases;
@@ -296,7 +296,7 @@ fn outcome(write: &Write, reply: Value) -> Result<Fence, StoreError> {
         Write::Create { execution, .. } => {
             match ::redis::from_redis_value::<i64>(reply).map_err(|e| redis_error(e.into()))? {
                 0 => Err(StoreError::Exists(execution.id.to_string())),
-                _ => Ok(1),
+                _ => Ok(FIRST_FENCE),
             }
         }
         Write::Save {

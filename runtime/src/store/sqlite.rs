@@ -21,7 +21,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tokio::sync::oneshot;
 
-use super::{ExecutionStore, Fence, ListFilter, StoreError, StoredExecution, Write, WriteOutcomes};
+use super::{
+    ExecutionStore, FIRST_FENCE, Fence, ListFilter, StoreError, StoredExecution, Write,
+    WriteOutcomes,
+};
 
 mod kv;
 mod leases;
@@ -321,7 +324,7 @@ fn apply(
             Ok(if inserted == 0 {
                 Err(StoreError::Exists(execution.id.to_string()))
             } else {
-                Ok(1)
+                Ok(FIRST_FENCE)
             })
         }
         Write::Save {
