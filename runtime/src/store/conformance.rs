@@ -65,6 +65,26 @@ pub(crate) async fn save_keeps_created_at_and_updates_the_rest(store: &dyn Execu
     assert_eq!(loaded.status, "completed");
     assert_eq!(&*loaded.body, b"{\"done\":true}");
     assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 1);
+    // Listing by status goes through an index, which follows the change.
+    let by_status = |status: &str| ListFilter {
+        status: Some(status.to_owned()),
+        ..ListFilter::default()
+    };
+    assert_eq!(store.list(&by_status("completed")).await.unwrap().len(), 1);
+    assert!(store.list(&by_status("running")).await.unwrap().is_empty());
+    // A save under a stale fence changes nothing, the status included.
+    assert!(matches!(
+        store
+            .save(&execution("e1", "wf", "failed", 7_000), fence + 1)
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    let loaded = store.load("e1").await.unwrap().unwrap();
+    assert_eq!(
+        (&*loaded.status, loaded.updated_at_ms),
+        ("completed", 6_000)
+    );
+    assert!(store.list(&by_status("failed")).await.unwrap().is_empty());
     assert!(matches!(
         store.save(&execution("nope", "wf", "running", 1), 1).await,
         Err(StoreError::NotFound(_))
