@@ -364,13 +364,18 @@ impl Runner {
     /// Writes a new execution's first record, leased to this runner.
     async fn create(&self, record: &ExecutionRecord) -> Result<HeldLease, RunError> {
         let until = self.lease_until();
-        let create = Write::Create {
-            execution: self.stored(record)?,
-            owner: self.owner.clone(),
-            lease_until_ms: until,
-        };
+        let create = self.creation(self.stored(record)?, until);
         let fence = store::write_one(&*self.store, create).await?;
         Ok(self.keep(record.execution.id.clone(), fence, until))
+    }
+
+    /// The write that creates `execution`, leased to this runner until `until`.
+    fn creation(&self, execution: StoredExecution, until: u64) -> Write {
+        Write::Create {
+            execution,
+            owner: self.owner.clone(),
+            lease_until_ms: until,
+        }
     }
 
     /// Continues a `running` (or `compensating`) execution from its last checkpoint.
@@ -685,29 +690,20 @@ impl Runner {
         if let Stored::Leased(lease) = stored {
             return self.write_record(record, lease.fence(), release).await;
         }
-        let until = self.lease_until();
-        let execution = self.stored(record)?;
-        let create = Write::Create {
-            execution: execution.clone(),
-            owner: self.owner.clone(),
-            lease_until_ms: until,
-        };
-        let batch = if release {
-            let finish = Write::Save {
-                execution,
-                fence: store::FIRST_FENCE,
-                release: true,
-            };
-            vec![create, finish]
-        } else {
-            vec![create]
-        };
-        for outcome in self.store.write(batch).await? {
-            outcome?;
-        }
         if !release {
-            let id = record.execution.id.clone();
-            *stored = Stored::Leased(self.keep(id, store::FIRST_FENCE, until));
+            *stored = Stored::Leased(self.create(record).await?);
+            return Ok(());
+        }
+        // Created and released in one commit: the execution ended before it was first written.
+        let execution = self.stored(record)?;
+        let finish = Write::Save {
+            execution: execution.clone(),
+            fence: store::FIRST_FENCE,
+            release: true,
+        };
+        let create = self.creation(execution, self.lease_until());
+        for outcome in self.store.write(vec![create, finish]).await? {
+            outcome?;
         }
         Ok(())
     }

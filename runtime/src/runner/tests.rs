@@ -205,6 +205,28 @@ async fn an_expired_lease_is_taken_over() {
     ));
 }
 
+/// The two-step workflow run by `runner` on a task of its own, and its id once `store` has it:
+/// on the memory store a run is first written when its checkpoint lag is up.
+async fn run_until_stored(
+    runner: Runner,
+    store: &MemoryStore,
+) -> (
+    tokio::task::JoinHandle<Result<Execution, RunError>>,
+    Arc<str>,
+) {
+    let (workflow, plan) = source();
+    let running =
+        tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(stored) = store.list(&Default::default()).await.unwrap().first() {
+            return (running, stored.id.clone());
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_runner_that_was_fenced_out_stops() {
     let store = Arc::new(MemoryStore::new());
@@ -212,17 +234,7 @@ async fn a_runner_that_was_fenced_out_stops() {
     let runner = Runner::new(store.clone(), invoker.clone())
         .with_owner("first")
         .with_lease(fast_leases());
-    let (workflow, plan) = source();
-    let running =
-        tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
-    // A run is written once its checkpoint lag is up; from then on its lease is renewed.
-    let id = loop {
-        let listed = store.list(&Default::default()).await.unwrap();
-        if let Some(stored) = listed.first() {
-            break stored.id.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let (running, id) = run_until_stored(runner, &store).await;
     assert_eq!(invoker.calls.load(Ordering::SeqCst), 1);
     let lease = store.lease(&id).await.unwrap().unwrap();
     let claim = Claim {
@@ -607,25 +619,14 @@ async fn a_run_in_memory_is_created_once_the_lag_is_up_while_its_first_call_wait
     let runner = Runner::new(store.clone(), invoker.clone())
         .with_owner("me")
         .with_checkpoint_lag(Duration::from_millis(20));
-    let (workflow, plan) = source();
-    let run = tokio::spawn(async move { runner.run(workflow, &plan, json!({}), bindings()).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stored_steps(&*store).await != ["running", "pending"] {
-        assert!(tokio::time::Instant::now() < deadline, "never stored");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (run, id) = run_until_stored(runner, &store).await;
+    assert_eq!(stored_steps(&*store).await, ["running", "pending"]);
     assert_eq!(invoker.calls.load(Ordering::SeqCst), 1);
-    let id = store.list(&Default::default()).await.unwrap()[0]
-        .id
-        .to_string();
     let lease = store.lease(&id).await.unwrap().expect("leased");
     assert_eq!(lease.owner, "me");
     invoker.permits.add_permits(2);
     let done = run.await.unwrap().unwrap();
-    assert_eq!(
-        (done.id.as_ref(), done.status),
-        (id.as_str(), Status::Completed)
-    );
+    assert_eq!((done.id.as_ref(), done.status), (&*id, Status::Completed));
     assert_eq!(stored_steps(&*store).await, ["completed", "completed"]);
     assert_eq!(store.lease(&id).await.unwrap(), None, "released");
 }
