@@ -305,12 +305,20 @@ impl Runner {
             .await?;
         Ok(claimed
             .into_iter()
-            .map(|(id, fence)| {
-                let owned = id.clone();
+            .map(|(stored, fence)| {
+                let id = stored.id.to_string();
                 self.in_background(id, move |runner, mut inbox| async move {
+                    let id = stored.id.clone();
                     let services = BTreeMap::new();
                     runner
-                        .resume_claimed(&owned, fence, until, &services, Some(&mut inbox))
+                        .resume_claimed(
+                            &id,
+                            fence,
+                            until,
+                            Some(stored),
+                            &services,
+                            Some(&mut inbox),
+                        )
                         .await
                 })
             })
@@ -402,22 +410,31 @@ impl Runner {
         // lease is taken.
         self.load_resumable(id).await?;
         let (fence, until) = self.claim(id).await?;
-        self.resume_claimed(id, fence, until, services, inbox).await
+        self.resume_claimed(id, fence, until, None, services, inbox)
+            .await
     }
 
     /// Continues an execution whose lease this runner has just claimed with `fence`.
+    /// `claimed` is its record as the claim returned it, if it did; otherwise it is read here.
     async fn resume_claimed(
         &self,
         id: &str,
         fence: Fence,
         until: u64,
+        claimed: Option<StoredExecution>,
         services: &BTreeMap<String, String>,
         inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<Execution, RunError> {
         let lease = self.keep(id.into(), fence, until);
-        // Read now that no one else can write: the record may have moved on since any earlier
-        // read (or that read came from a cache that was behind).
-        let (mut record, plan) = match self.load_resumable(id).await {
+        // The record as of the claim, when no one else can write any more: it may have moved
+        // on since any earlier read (or that read came from a cache that was behind).
+        let loaded = match claimed {
+            Some(stored) => self
+                .decode(id, &stored)
+                .and_then(|record| self.resumable(id, record)),
+            None => self.load_resumable(id).await,
+        };
+        let (mut record, plan) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
                 drop(lease);
@@ -439,7 +456,16 @@ impl Runner {
     }
 
     async fn load_resumable(&self, id: &str) -> Result<(ExecutionRecord, Arc<Plan>), RunError> {
-        let mut record = self.load(id).await?;
+        let record = self.load(id).await?;
+        self.resumable(id, record)
+    }
+
+    /// `record` with its compiled plan, if it can be resumed.
+    fn resumable(
+        &self,
+        id: &str,
+        mut record: ExecutionRecord,
+    ) -> Result<(ExecutionRecord, Arc<Plan>), RunError> {
         not_final(id, &record)?;
         let plan = self.plan(id, &mut record.workflow)?;
         Ok((record, plan))
@@ -460,6 +486,10 @@ impl Runner {
             .load(id)
             .await?
             .ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        self.decode(id, &stored)
+    }
+
+    fn decode(&self, id: &str, stored: &StoredExecution) -> Result<ExecutionRecord, RunError> {
         serde_json::from_slice(&stored.body).map_err(|e| RunError::Corrupt {
             id: id.to_string(),
             message: e.to_string(),

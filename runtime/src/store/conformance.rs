@@ -410,8 +410,16 @@ pub(crate) async fn finish_saves_and_releases_together(store: &dyn ExecutionStor
     ));
 }
 
-/// Recovery's bulk claim: every expired lease is taken once, soonest-expired first, and
-/// nothing else is touched.
+/// The ids and fences of a bulk claim, in the order claimed.
+fn ids_and_fences(claimed: &[(StoredExecution, Fence)]) -> Vec<(String, Fence)> {
+    claimed
+        .iter()
+        .map(|(record, fence)| (record.id.to_string(), *fence))
+        .collect()
+}
+
+/// Recovery's bulk claim: every expired lease is taken once, soonest-expired first, with
+/// its record as last saved, and nothing else is touched.
 pub(crate) async fn claim_expired_takes_each_expired_lease_once(store: &dyn ExecutionStore) {
     for (id, until) in [("x", 500), ("y", 100), ("z", 5_000), ("r", 50), ("w", 200)] {
         store
@@ -420,6 +428,13 @@ pub(crate) async fn claim_expired_takes_each_expired_lease_once(store: &dyn Exec
             .unwrap();
     }
     store.release("r", 1).await.unwrap();
+    // The dead owner's last checkpoint is what the claim must hand over.
+    let checkpoint = StoredExecution {
+        updated_at_ms: 7,
+        body: br#"{"id":"y","step":2}"#.to_vec().into(),
+        ..execution("y", "wf", "compensating", 1)
+    };
+    store.save(&checkpoint, 1).await.unwrap();
     assert!(
         store
             .claim_expired("me", 1_000, 9_000, 0)
@@ -429,9 +444,19 @@ pub(crate) async fn claim_expired_takes_each_expired_lease_once(store: &dyn Exec
     );
 
     let first = store.claim_expired("me", 1_000, 9_000, 2).await.unwrap();
-    assert_eq!(first, [("y".to_string(), 2), ("w".to_string(), 2)]);
+    assert_eq!(
+        ids_and_fences(&first),
+        [("y".to_string(), 2), ("w".to_string(), 2)]
+    );
+    let (claimed, _) = &first[0];
+    assert_eq!(&*claimed.body, &*checkpoint.body);
+    assert_eq!(
+        (&*claimed.status, claimed.updated_at_ms),
+        ("compensating", 7)
+    );
+    assert_eq!(&*first[1].0.body, &br#"{"id":"w"}"#[..]);
     let rest = store.claim_expired("me", 1_000, 9_000, 10).await.unwrap();
-    assert_eq!(rest, [("x".to_string(), 2)]);
+    assert_eq!(ids_and_fences(&rest), [("x".to_string(), 2)]);
     assert!(
         store
             .claim_expired("other", 1_000, 9_000, 10)
@@ -473,7 +498,7 @@ pub(crate) async fn claim_expired_takes_each_expired_lease_once(store: &dyn Exec
         .await
         .unwrap();
     assert_eq!(
-        again,
+        ids_and_fences(&again),
         [
             ("z".to_string(), 2),
             ("w".to_string(), 3),

@@ -355,7 +355,7 @@ impl LeaseStore for GroupCommit {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         self.inner
             .claim_expired(owner, now_ms, until_ms, limit)
             .await

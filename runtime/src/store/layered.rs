@@ -376,17 +376,14 @@ impl LeaseStore for LayeredStore {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         let claimed = self
             .postgres
-            .claim_expired_records(owner, now_ms, until_ms, limit)
+            .claim_expired(owner, now_ms, until_ms, limit)
             .await?;
         let copies: Vec<(&StoredExecution, Fence)> = claimed.iter().map(|(e, f)| (e, *f)).collect();
         self.cache.put_all(&copies, Put::Newer, false).await;
-        Ok(claimed
-            .into_iter()
-            .map(|(execution, fence)| (execution.id.to_string(), fence))
-            .collect())
+        Ok(claimed)
     }
 }
 

@@ -249,7 +249,7 @@ impl LeaseStore for MemoryStore {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         let mut executions = self.lock()?;
         let mut expired: Vec<(u64, String)> = executions
             .iter()
@@ -266,7 +266,7 @@ impl LeaseStore for MemoryStore {
                 entry.owner = Some(owner.to_string());
                 entry.fence += 1;
                 entry.until_ms = until_ms;
-                Some((id, entry.fence))
+                Some((entry.record.clone(), entry.fence))
             })
             .collect())
     }

@@ -363,13 +363,15 @@ pub trait LeaseStore: Send + Sync {
     async fn list_expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError>;
     /// Takes over, in one atomic step, up to `limit` of the leases that expired before
     /// `now_ms` (soonest-expired first): each goes to `owner` until `until_ms` with its fence
-    /// raised by one, which is returned with its id. Released leases are not expired ones.
-    /// Two processes recovering at once split the work: no execution is handed to both.
+    /// raised by one, which is returned with the record as it is under the new fence, so
+    /// that whoever resumes the execution needs no second read. Released leases are not
+    /// expired ones. Two processes recovering at once split the work: no execution is
+    /// handed to both.
     async fn claim_expired(
         &self,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError>;
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError>;
 }

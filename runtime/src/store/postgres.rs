@@ -240,38 +240,18 @@ impl PostgresStore {
         }
     }
 
-    /// [`LeaseStore::claim_expired`](crate::store::LeaseStore::claim_expired), also returning
-    /// each record as it is after the claim, for the layered store to refresh Redis with.
-    pub(crate) async fn claim_expired_records(
+    /// [`LeaseStore::claim_expired`](crate::store::LeaseStore::claim_expired): the claimed
+    /// records as the claim left them, soonest-expired first. `SKIP LOCKED` lets two
+    /// processes recovering at once each take rows the other is not taking, instead of
+    /// queueing behind each other's locks; a row claimed meanwhile is re-checked against the
+    /// `WHERE` clause once locked, and dropped.
+    pub(super) async fn claim_expired_records(
         &self,
         owner: &str,
         now_ms: u64,
         until_ms: u64,
         limit: usize,
     ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
-        let rows = self
-            .claim_expired_rows(&format!("{COLUMNS}, fence"), owner, now_ms, until_ms, limit)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let fence: i64 = row.try_get(6).map_err(pg_error)?;
-                Ok((row_to_execution(row)?, fence as Fence))
-            })
-            .collect()
-    }
-
-    /// Claims expired leases, returning `columns` of the claimed rows (soonest-expired
-    /// first). `SKIP LOCKED` lets two processes recovering at once each take rows the other
-    /// is not taking, instead of queueing behind each other's locks; a row claimed meanwhile
-    /// is re-checked against the `WHERE` clause once locked, and dropped.
-    pub(super) async fn claim_expired_rows(
-        &self,
-        columns: &str,
-        owner: &str,
-        now_ms: u64,
-        until_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
@@ -287,18 +267,24 @@ impl PostgresStore {
                      WHERE e.id = picked.id
                      RETURNING e.*, picked.lease_until_ms AS expired_ms
                  )
-                 SELECT {columns} FROM claimed ORDER BY expired_ms, id"
+                 SELECT {COLUMNS}, fence FROM claimed ORDER BY expired_ms, id"
             ))
             .await
             .map_err(pg_error)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        client
+        let rows = client
             .query(
                 &statement,
                 &[&(now_ms as i64), &limit, &owner, &(until_ms as i64)],
             )
             .await
-            .map_err(pg_error)
+            .map_err(pg_error)?;
+        rows.iter()
+            .map(|row| {
+                let fence: i64 = row.try_get(6).map_err(pg_error)?;
+                Ok((row_to_execution(row)?, fence as Fence))
+            })
+            .collect()
     }
 
     /// The record with its current fence, read together so they match.
@@ -654,14 +640,14 @@ mod tests {
             second.claim_expired("b", 1_000, 9_000, 200),
         );
         let (a, b) = (a.unwrap(), b.unwrap());
-        let mut all: Vec<&str> = a.iter().chain(&b).map(|(id, _)| id.as_str()).collect();
+        let mut all: Vec<&str> = a.iter().chain(&b).map(|(record, _)| &*record.id).collect();
         assert_eq!(all.len(), 300, "a took {}, b took {}", a.len(), b.len());
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 300);
         assert!(a.iter().chain(&b).all(|(_, fence)| *fence == 2));
         assert!(
-            a.windows(2).all(|w| w[0].0 < w[1].0),
+            a.windows(2).all(|w| w[0].0.id < w[1].0.id),
             "soonest-expired first"
         );
     }

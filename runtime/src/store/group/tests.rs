@@ -114,7 +114,7 @@ impl LeaseStore for Counting {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         self.memory
             .claim_expired(owner, now_ms, until_ms, limit)
             .await

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 
 use super::{PostgresStore, pg_error};
-use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError};
+use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError, StoredExecution};
 
 fn lease_of(id: String, row: &tokio_postgres::Row) -> Result<Option<Lease>, StoreError> {
     let owner: Option<String> = row.try_get("owner").map_err(pg_error)?;
@@ -128,16 +128,8 @@ impl LeaseStore for PostgresStore {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
-        let rows = self
-            .claim_expired_rows("id, fence", owner, now_ms, until_ms, limit)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get(0).map_err(pg_error)?;
-                let fence: i64 = row.try_get(1).map_err(pg_error)?;
-                Ok((id, fence as Fence))
-            })
-            .collect()
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
+        self.claim_expired_records(owner, now_ms, until_ms, limit)
+            .await
     }
 }

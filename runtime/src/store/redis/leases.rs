@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::{RedisStore, fenced_outcome, redis_error, scripts};
-use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError};
+use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError, StoredExecution};
 
 use ::redis::AsyncCommands;
 
@@ -139,11 +139,11 @@ impl LeaseStore for RedisStore {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        scripts::CLAIM_EXPIRED
+        let claimed: Vec<(String, Fence)> = scripts::CLAIM_EXPIRED
             .key(self.leases_key())
             .arg(owner)
             .arg(now_ms)
@@ -153,6 +153,18 @@ impl LeaseStore for RedisStore {
             .arg(self.record_key(""))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(redis_error)
+            .map_err(redis_error)?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Read after the claim, in one round trip: the new fences keep every earlier owner
+        // from writing in between. A record that expired in between has nothing to resume.
+        let ids: Vec<String> = claimed.iter().map(|(id, _)| id.clone()).collect();
+        let records = self.records(&ids).await?;
+        Ok(records
+            .into_iter()
+            .zip(claimed)
+            .filter_map(|(record, (_, fence))| Some((record?, fence)))
+            .collect())
     }
 }

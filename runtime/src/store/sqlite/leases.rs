@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
-use super::SqliteStore;
-use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError};
+use super::{COLUMNS, SqliteStore, row_to_execution};
+use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError, StoredExecution};
 
 fn lease_of(id: String, row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Lease>> {
     let Some(owner) = row.get::<_, Option<String>>(0)? else {
@@ -153,7 +153,7 @@ impl LeaseStore for SqliteStore {
         now_ms: u64,
         until_ms: u64,
         limit: usize,
-    ) -> Result<Vec<(String, Fence)>, StoreError> {
+    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         const EXPIRED: &str = "SELECT id FROM executions
              WHERE owner IS NOT NULL AND lease_until_ms < ?1
              ORDER BY lease_until_ms, id LIMIT ?2";
@@ -166,23 +166,21 @@ impl LeaseStore for SqliteStore {
                 .prepare_cached(EXPIRED)?
                 .query_map(params![now, limit], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut fences: HashMap<String, i64> = tx
+            let mut claimed: HashMap<String, (StoredExecution, Fence)> = tx
                 .prepare_cached(&format!(
                     "UPDATE executions SET owner = ?3, fence = fence + 1, lease_until_ms = ?4
                      WHERE id IN ({EXPIRED})
-                     RETURNING id, fence"
+                     RETURNING {COLUMNS}, fence"
                 ))?
                 .query_map(params![now, limit, owner, until], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
+                    let fence: i64 = row.get(6)?;
+                    Ok((row.get(0)?, (row_to_execution(row)?, fence as Fence)))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             tx.commit()?;
             Ok(order
                 .into_iter()
-                .filter_map(|id| {
-                    let fence = fences.remove(&id)?;
-                    Some((id, fence as Fence))
-                })
+                .filter_map(|id| claimed.remove(&id))
                 .collect())
         })
         .await
