@@ -12,6 +12,7 @@
 //! the execution over, the next save or renewal fails and this runner stops, so two processes
 //! never drive one execution at once.
 
+mod in_flight;
 mod lease;
 mod plans;
 
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
@@ -38,6 +38,7 @@ use crate::progress::Progress;
 use crate::store::{
     self, ExecutionStore, Fence, RecordBody, StoreError, StoredExecution, Write, owner_id,
 };
+use in_flight::InFlight;
 use lease::{HeldLease, Leases};
 use plans::Plans;
 
@@ -521,7 +522,7 @@ impl Runner {
         let mut control_open = true;
         // Calls and timers in flight, polled by this task. Dropping the set when the loop
         // returns cancels whatever is still pending.
-        let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+        let mut pending: InFlight<Pending> = InFlight::new();
         // The outcomes applied together in one turn; kept across turns for its capacity.
         let mut batch = Vec::new();
         // On a store that keeps nothing across a crash: when the changes not yet written are
@@ -626,7 +627,7 @@ impl Runner {
         execution: &Execution,
         plan: &Plan,
         actions: impl Iterator<Item = Action>,
-        pending: &mut FuturesUnordered<Pending>,
+        pending: &mut InFlight<Pending>,
     ) -> bool {
         let mut finished = false;
         for action in actions {
