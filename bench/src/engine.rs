@@ -232,6 +232,13 @@ impl Sequential {
     }
 }
 
+/// How long `run` took, if it succeeded.
+async fn timed(run: impl Future<Output = Result<()>>) -> Result<Duration> {
+    let started = Instant::now();
+    run.await?;
+    Ok(started.elapsed())
+}
+
 /// Engine and floor runs, alternating, from a task on the runtime's workers: where
 /// `orca serve` drives executions. The main measurement awaits from the thread that blocks on
 /// the runtime, as `orca run` does, so every call wakes a worker; here the drive task and the
@@ -243,12 +250,8 @@ async fn on_a_worker(calls: Arc<Sequential>, window: Duration) -> Result<(Sample
         let deadline = Instant::now() + window;
         let mut i = 0u64;
         while Instant::now() < deadline || orca.len() < 100 {
-            let t = Instant::now();
-            calls.through_the_engine(i).await?;
-            let took = t.elapsed();
-            let t = Instant::now();
-            calls.by_hand(i).await?;
-            let floor_took = t.elapsed();
+            let took = timed(calls.through_the_engine(i)).await?;
+            let floor_took = timed(calls.by_hand(i)).await?;
             if i >= WARMUP {
                 orca.push(took);
                 floor.push(floor_took);
@@ -274,15 +277,9 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
     let deadline = Instant::now() + settings.window * 2;
     let mut i = 0u64;
     while Instant::now() < deadline || orca.len() < 100 {
-        let t = Instant::now();
-        calls.through_the_engine(i).await?;
-        let took = t.elapsed();
-        let t = Instant::now();
-        calls.by_hand(i).await?;
-        let floor_took = t.elapsed();
-        let t = Instant::now();
-        calls.through_the_invoker(i).await?;
-        let alone_took = t.elapsed();
+        let took = timed(calls.through_the_engine(i)).await?;
+        let floor_took = timed(calls.by_hand(i)).await?;
+        let alone_took = timed(calls.through_the_invoker(i)).await?;
         let split = calls.split(i).await?;
         if i >= WARMUP {
             orca.push(took);
