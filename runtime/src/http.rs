@@ -13,8 +13,10 @@ use async_trait::async_trait;
 use reqwest::header::{
     ACCEPT, CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, StatusCode};
 use serde_json::Value as Json;
+
+mod origins;
 
 use crate::invoke::{
     Failure, FailureKind, Headers, HeadersBuilder, HttpRequest, Invoker, Request, Response,
@@ -52,6 +54,7 @@ pub enum HttpError {
 #[derive(Debug, Clone)]
 pub struct HttpInvoker {
     client: reqwest::Client,
+    origins: origins::Origins,
     max_body_bytes: usize,
 }
 
@@ -63,6 +66,7 @@ impl HttpInvoker {
             .map_err(HttpError::Client)?;
         Ok(HttpInvoker {
             client,
+            origins: origins::Origins::default(),
             max_body_bytes: config.max_body_bytes,
         })
     }
@@ -118,7 +122,9 @@ impl HttpInvoker {
 
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| invalid(format!("invalid HTTP method {:?}", request.method)))?;
-        let url = Url::parse(&request.url)
+        let url = self
+            .origins
+            .parse(&request.url)
             .map_err(|error| invalid(format!("invalid URL {:?}: {error}", request.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!(
