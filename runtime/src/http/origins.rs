@@ -31,19 +31,16 @@ impl Origins {
         if let Some(base) = parsed.get(origin) {
             return base.join(rest);
         }
-        // Only an origin that parses to itself is kept: then joining onto it cannot differ
-        // from parsing the whole URL.
+        // An origin that does not parse alone may still begin a URL that does (`http://` and
+        // `/x` make `http:///x`, host `x`): parse those whole.
         let Ok(base) = Url::parse(origin) else {
             return Url::parse(url);
         };
-        if !base.cannot_be_a_base() && base.path() == "/" && base.query().is_none() {
-            let joined = base.join(rest);
-            if parsed.len() < MAX_ORIGINS {
-                parsed.insert(origin.into(), base);
-            }
-            return joined;
+        let joined = base.join(rest);
+        if parsed.len() < MAX_ORIGINS {
+            parsed.insert(origin.into(), base);
         }
-        Url::parse(url)
+        joined
     }
 }
 
@@ -99,6 +96,7 @@ mod tests {
             "http://h/with\ttab",
             "http://exa mple.com/x",
             "http://h:99999/x",
+            "http:///no-host",
             "ftp://files.example/x",
             "not a url",
         ];

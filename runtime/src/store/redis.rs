@@ -178,6 +178,10 @@ impl RedisStore {
     }
 
     async fn records(&self, ids: &[String]) -> Result<Vec<Option<StoredExecution>>, StoreError> {
+        // Redis refuses an empty pipeline.
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = ::redis::pipe();
         for id in ids {
             pipe.hgetall(self.record_key(id));

@@ -143,7 +143,7 @@ impl LeaseStore for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let claimed: Vec<(String, Fence)> = scripts::CLAIM_EXPIRED
+        let (ids, fences): (Vec<String>, Vec<Fence>) = scripts::CLAIM_EXPIRED
             .key(self.leases_key())
             .arg(owner)
             .arg(now_ms)
@@ -153,18 +153,15 @@ impl LeaseStore for RedisStore {
             .arg(self.record_key(""))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(redis_error)?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
+            .map_err(redis_error)
+            .map(|claimed: Vec<(String, Fence)>| claimed.into_iter().unzip())?;
         // Read after the claim, in one round trip: the new fences keep every earlier owner
         // from writing in between. A record that expired in between has nothing to resume.
-        let ids: Vec<String> = claimed.iter().map(|(id, _)| id.clone()).collect();
         let records = self.records(&ids).await?;
         Ok(records
             .into_iter()
-            .zip(claimed)
-            .filter_map(|(record, (_, fence))| Some((record?, fence)))
+            .zip(fences)
+            .filter_map(|(record, fence)| Some((record?, fence)))
             .collect())
     }
 }
