@@ -332,6 +332,16 @@ async fn redis_floor(settings: &Settings) -> Result<Samples> {
 /// each statement its own synchronously committed transaction (the same 4 commits Orca makes).
 const HAND_BODY: usize = 2048;
 
+/// The record as the hand-written workflow writes it after `step` steps: it changes with every
+/// write, as Orca's does. SQLite leaves a row alone when an UPDATE sets it to the bytes it
+/// already holds (the B-tree compares the cell first), so a constant body would make the 3
+/// UPDATEs commit nothing and sync nothing.
+fn hand_body(step: usize) -> Vec<u8> {
+    let mut body = vec![b'x'; HAND_BODY];
+    body[..8].copy_from_slice(&(step as u64).to_le_bytes());
+    body
+}
+
 async fn postgres_by_hand(
     settings: &Settings,
     http: &reqwest::Client,
@@ -350,16 +360,15 @@ async fn postgres_by_hand(
     let update = client
         .prepare(&format!("UPDATE {table} SET body = $2 WHERE id = $1"))
         .await?;
-    let body = vec![b'x'; HAND_BODY];
     let next = AtomicU64::new(0);
     let samples = latency(settings, || {
-        let (client, insert, update, body) = (&client, &insert, &update, &body);
+        let (client, insert, update) = (&client, &insert, &update);
         let id = format!("h{}", next.fetch_add(1, Ordering::Relaxed));
         async move {
-            client.execute(insert, &[&id, body]).await?;
+            client.execute(insert, &[&id, &hand_body(0)]).await?;
             for step in 0..STEPS {
                 post(http, base, step, 0, &input(0)).await?;
-                client.execute(update, &[&id, body]).await?;
+                client.execute(update, &[&id, &hand_body(step + 1)]).await?;
             }
             Ok(())
         }
@@ -381,13 +390,13 @@ async fn sqlite_by_hand(
     conn.execute_batch("CREATE TABLE records (id TEXT PRIMARY KEY, body BLOB NOT NULL)")?;
     let conn = Arc::new(std::sync::Mutex::new(conn));
     // rusqlite blocks, so each statement goes to tokio's blocking pool.
-    let exec = |sql: &'static str, id: String| {
+    let exec = |sql: &'static str, id: String, step: usize| {
         let conn = conn.clone();
         async move {
             tokio::task::spawn_blocking(move || {
                 let conn = conn.lock().map_err(|_| anyhow!("poisoned"))?;
                 conn.prepare_cached(sql)?
-                    .execute(rusqlite::params![id, vec![b'x'; HAND_BODY]])?;
+                    .execute(rusqlite::params![id, hand_body(step)])?;
                 Ok::<_, anyhow::Error>(())
             })
             .await?
@@ -398,10 +407,20 @@ async fn sqlite_by_hand(
         let id = format!("h{}", next.fetch_add(1, Ordering::Relaxed));
         let exec = &exec;
         async move {
-            exec("INSERT INTO records (id, body) VALUES (?1, ?2)", id.clone()).await?;
+            exec(
+                "INSERT INTO records (id, body) VALUES (?1, ?2)",
+                id.clone(),
+                0,
+            )
+            .await?;
             for step in 0..STEPS {
                 post(http, base, step, 0, &input(0)).await?;
-                exec("UPDATE records SET body = ?2 WHERE id = ?1", id.clone()).await?;
+                exec(
+                    "UPDATE records SET body = ?2 WHERE id = ?1",
+                    id.clone(),
+                    step + 1,
+                )
+                .await?;
             }
             Ok(())
         }
