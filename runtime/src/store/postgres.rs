@@ -148,11 +148,9 @@ impl PostgresStore {
         Ok(outcomes)
     }
 
-    /// A batch of one, as plain single-row statements. PostgreSQL plans [`WRITE`] afresh on
-    /// every execution (its generic plan, made for arrays of unknown length, never looks
-    /// cheaper than a custom one), which costs a fraction of a millisecond: fine spread over a
-    /// batch, but a lone write is what every write is when nothing else runs, and its latency
-    /// is the workflow's.
+    /// A batch of one, as plain single-row statements: a lone write is what every write is
+    /// when nothing else runs, and its latency is the workflow's, so it does without the
+    /// arrays and the function call of [`WRITE`].
     async fn write_one(
         &self,
         client: &deadpool_postgres::Client,
@@ -315,42 +313,11 @@ impl PostgresStore {
 /// [`PostgresStore::write_committed`].
 pub(crate) type Committed = Vec<Result<(Fence, i64), StoreError>>;
 
-/// One run of [`PostgresStore::write_committed`]: writes to distinct executions, so the
-/// `INSERT` and the `UPDATE` never touch the same row and neither needs to see the other's
-/// effect. The last part reads the table as it was before the statement: which of the saves
-/// that matched nothing name an execution that exists (stale fence) rather than none.
-///
-/// The `UPDATE` repeats the join key as `e.id = ANY($9)` so that its plan looks rows up by
-/// primary key. Joined to `unnest` alone, the planner picks a hash join over a sequential
-/// scan whenever the table looks small, as it does when the statement is first prepared on
-/// a fresh database, and the connection keeps that plan while the table grows.
-const WRITE: &str = "WITH created AS (
-        INSERT INTO orca_executions (id, workflow_id, status, created_at_ms, updated_at_ms,
-            body, owner, fence, lease_until_ms)
-        SELECT c.id, c.workflow_id, c.status, c.created_at_ms, c.updated_at_ms, c.body,
-            c.owner, 1, c.lease_until_ms
-        FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-                    $6::bytea[], $7::text[], $8::bigint[])
-            AS c(id, workflow_id, status, created_at_ms, updated_at_ms, body, owner,
-                 lease_until_ms)
-        ON CONFLICT (id) DO NOTHING
-        RETURNING id
-    ), saved AS (
-        UPDATE orca_executions e
-        SET workflow_id = s.workflow_id, status = s.status, updated_at_ms = s.updated_at_ms,
-            body = s.body,
-            owner = CASE WHEN s.release THEN NULL ELSE e.owner END,
-            lease_until_ms = CASE WHEN s.release THEN 0 ELSE e.lease_until_ms END
-        FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
-                    $14::bytea[], $15::bool[])
-            AS s(id, fence, workflow_id, status, updated_at_ms, body, release)
-        WHERE e.id = ANY($9::text[]) AND e.id = s.id AND e.fence = s.fence
-        RETURNING e.id, e.created_at_ms
-    )
-    SELECT 'created', id, 0::bigint FROM created
-    UNION ALL SELECT 'saved', id, created_at_ms FROM saved
-    UNION ALL SELECT 'fenced', id, 0 FROM orca_executions
-        WHERE id = ANY($9::text[]) AND id NOT IN (SELECT id FROM saved)";
+/// One run of [`PostgresStore::write_committed`]: writes to distinct executions, creates
+/// and saves column by column. The statement is a function of the schema (migration 5), so
+/// that its plan is made once per connection rather than on every call.
+const WRITE: &str = "SELECT outcome, id, created_at_ms
+    FROM orca_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 /// Runs [`WRITE`] for `run` (writes to distinct executions) and sorts out each write's
 /// outcome.
@@ -681,6 +648,64 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(options, Some(vec!["fillfactor=50".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn batches_are_written_through_a_function_that_plans_them_once() {
+        let (config, _guard) = testing::postgres();
+        let store = PostgresStore::open(&config).await.unwrap();
+        let client = store.client().await.unwrap();
+        let settings: Option<Vec<String>> = client
+            .query_one(
+                "SELECT proconfig FROM pg_proc WHERE oid = 'orca_write'::regproc",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            settings,
+            Some(vec!["plan_cache_mode=force_generic_plan".to_string()])
+        );
+        // A batch of two creates, then one of a save, a stale save and a save of an unknown
+        // execution, each answered per write.
+        let (a, b) = (
+            crate::store::conformance::execution("a", "wf", "running", 1),
+            crate::store::conformance::execution("b", "wf", "running", 2),
+        );
+        let creates = [a.clone(), b.clone()].map(|execution| Write::Create {
+            execution,
+            owner: "me".into(),
+            lease_until_ms: 10,
+        });
+        let outcomes = store.write_committed(&creates).await.unwrap();
+        let fences: Vec<_> = outcomes.iter().map(|o| o.as_ref().ok().copied()).collect();
+        assert_eq!(fences, vec![Some((1, 1)), Some((1, 2))]);
+        let mut done = a.clone();
+        done.status = "completed".into();
+        let unknown = crate::store::conformance::execution("c", "wf", "running", 3);
+        let saves = [
+            Write::Save {
+                execution: done.clone(),
+                fence: 1,
+                release: true,
+            },
+            Write::Save {
+                execution: b.clone(),
+                fence: 7,
+                release: false,
+            },
+            Write::Save {
+                execution: unknown,
+                fence: 1,
+                release: false,
+            },
+        ];
+        let outcomes = store.write_committed(&saves).await.unwrap();
+        assert!(matches!(outcomes[0], Ok((1, 1))), "{:?}", outcomes[0]);
+        assert!(matches!(&outcomes[1], Err(StoreError::Fenced { id, fence: 7 }) if id == "b"));
+        assert!(matches!(&outcomes[2], Err(StoreError::NotFound(id)) if id == "c"));
+        assert_eq!(store.load("a").await.unwrap().unwrap().status, "completed");
     }
 
     #[tokio::test]
