@@ -637,32 +637,32 @@ mod tests {
     async fn execution_pages_leave_room_for_in_place_updates() {
         let (config, _guard) = testing::postgres();
         let store = PostgresStore::open(&config).await.unwrap();
-        let client = store.client().await.unwrap();
-        let options: Option<Vec<String>> = client
-            .query_one(
-                "SELECT reloptions FROM pg_class
-                 WHERE oid = 'orca_executions'::regclass",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let options: Option<Vec<String>> = catalog(
+            &store,
+            "SELECT reloptions FROM pg_class WHERE oid = 'orca_executions'::regclass",
+        )
+        .await;
         assert_eq!(options, Some(vec!["fillfactor=50".to_string()]));
+    }
+
+    /// The one value `sql` reads from `store`'s database.
+    async fn catalog<T>(store: &PostgresStore, sql: &str) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        let client = store.client().await.unwrap();
+        client.query_one(sql, &[]).await.unwrap().get(0)
     }
 
     #[tokio::test]
     async fn batches_are_written_through_a_function_that_plans_them_once() {
         let (config, _guard) = testing::postgres();
         let store = PostgresStore::open(&config).await.unwrap();
-        let client = store.client().await.unwrap();
-        let settings: Option<Vec<String>> = client
-            .query_one(
-                "SELECT proconfig FROM pg_proc WHERE oid = 'orca_write'::regproc",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let settings: Option<Vec<String>> = catalog(
+            &store,
+            "SELECT proconfig FROM pg_proc WHERE oid = 'orca_write'::regproc",
+        )
+        .await;
         assert_eq!(
             settings,
             Some(vec!["plan_cache_mode=force_generic_plan".to_string()])
