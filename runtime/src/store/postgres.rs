@@ -238,53 +238,6 @@ impl PostgresStore {
         }
     }
 
-    /// [`LeaseStore::claim_expired`](crate::store::LeaseStore::claim_expired): the claimed
-    /// records as the claim left them, soonest-expired first. `SKIP LOCKED` lets two
-    /// processes recovering at once each take rows the other is not taking, instead of
-    /// queueing behind each other's locks; a row claimed meanwhile is re-checked against the
-    /// `WHERE` clause once locked, and dropped.
-    pub(super) async fn claim_expired_records(
-        &self,
-        owner: &str,
-        now_ms: u64,
-        until_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "WITH picked AS (
-                     SELECT id, lease_until_ms FROM orca_executions
-                     WHERE owner IS NOT NULL AND lease_until_ms < $1
-                     ORDER BY lease_until_ms, id LIMIT $2
-                     FOR UPDATE SKIP LOCKED
-                 ), claimed AS (
-                     UPDATE orca_executions e
-                     SET owner = $3, fence = e.fence + 1, lease_until_ms = $4
-                     FROM picked
-                     WHERE e.id = picked.id
-                     RETURNING e.*, picked.lease_until_ms AS expired_ms
-                 )
-                 SELECT {COLUMNS}, fence FROM claimed ORDER BY expired_ms, id"
-            ))
-            .await
-            .map_err(pg_error)?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                &statement,
-                &[&(now_ms as i64), &limit, &owner, &(until_ms as i64)],
-            )
-            .await
-            .map_err(pg_error)?;
-        rows.iter()
-            .map(|row| {
-                let fence: i64 = row.try_get(6).map_err(pg_error)?;
-                Ok((row_to_execution(row)?, fence as Fence))
-            })
-            .collect()
-    }
-
     /// The record with its current fence, read together so they match.
     pub(crate) async fn load_fenced(
         &self,
@@ -304,8 +257,7 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
-        let fence: i64 = row.try_get(6).map_err(pg_error)?;
-        Ok(Some((row_to_execution(&row)?, fence as Fence)))
+        row_to_fenced(&row).map(Some)
     }
 }
 
@@ -503,6 +455,12 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// A row of `SELECT {COLUMNS}, fence`: the record and the fence it was read under.
+fn row_to_fenced(row: &tokio_postgres::Row) -> Result<(StoredExecution, Fence), StoreError> {
+    let fence: i64 = row.try_get(6).map_err(pg_error)?;
+    Ok((row_to_execution(row)?, fence as Fence))
 }
 
 fn row_to_execution(row: &tokio_postgres::Row) -> Result<StoredExecution, StoreError> {

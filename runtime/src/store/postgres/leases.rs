@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use super::{PostgresStore, pg_error};
+use super::{COLUMNS, PostgresStore, pg_error, row_to_fenced};
 use crate::store::{Claim, Fence, Lease, LeaseStore, StoreError, StoredExecution};
 
 fn lease_of(id: String, row: &tokio_postgres::Row) -> Result<Option<Lease>, StoreError> {
@@ -122,6 +122,10 @@ impl LeaseStore for PostgresStore {
         Ok(leases)
     }
 
+    /// The claimed records as the claim left them, soonest-expired first. `SKIP LOCKED` lets two
+    /// processes recovering at once each take rows the other is not taking, instead of
+    /// queueing behind each other's locks; a row claimed meanwhile is re-checked against the
+    /// `WHERE` clause once locked, and dropped.
     async fn claim_expired(
         &self,
         owner: &str,
@@ -129,7 +133,33 @@ impl LeaseStore for PostgresStore {
         until_ms: u64,
         limit: usize,
     ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
-        self.claim_expired_records(owner, now_ms, until_ms, limit)
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "WITH picked AS (
+                     SELECT id, lease_until_ms FROM orca_executions
+                     WHERE owner IS NOT NULL AND lease_until_ms < $1
+                     ORDER BY lease_until_ms, id LIMIT $2
+                     FOR UPDATE SKIP LOCKED
+                 ), claimed AS (
+                     UPDATE orca_executions e
+                     SET owner = $3, fence = e.fence + 1, lease_until_ms = $4
+                     FROM picked
+                     WHERE e.id = picked.id
+                     RETURNING e.*, picked.lease_until_ms AS expired_ms
+                 )
+                 SELECT {COLUMNS}, fence FROM claimed ORDER BY expired_ms, id"
+            ))
             .await
+            .map_err(pg_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &statement,
+                &[&(now_ms as i64), &limit, &owner, &(until_ms as i64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(row_to_fenced).collect()
     }
 }
