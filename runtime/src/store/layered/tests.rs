@@ -28,10 +28,16 @@ impl Fixture {
     }
 }
 
-async fn with_redis((redis, prefix): (RedisConfig, PrefixGuard)) -> Fixture {
+async fn with_redis(redis: (RedisConfig, PrefixGuard)) -> Fixture {
+    gathering_for(GATHER_COPIES_FOR, redis).await
+}
+
+async fn gathering_for(gather: Duration, (redis, prefix): (RedisConfig, PrefixGuard)) -> Fixture {
     let (postgres, schema) = testing::postgres();
     Fixture {
-        store: LayeredStore::open(&redis, &postgres).await.unwrap(),
+        store: LayeredStore::open_gathering(&redis, &postgres, gather)
+            .await
+            .unwrap(),
         redis,
         postgres,
         _guards: (prefix, schema),
@@ -337,17 +343,24 @@ impl HeldProxy {
     }
 }
 
-/// A store whose Redis traffic goes through a [`HeldProxy`], with execution `e1` created and
-/// its copy landed; also a connection straight to Redis, and `e1`'s fence.
-async fn behind_a_proxy() -> (Fixture, HeldProxy, RedisStore, Fence) {
+/// A store gathering copies for `gather` whose Redis traffic goes through a [`HeldProxy`];
+/// also a connection straight to Redis.
+async fn proxied(gather: Duration) -> (Fixture, HeldProxy, RedisStore) {
     let (real, guard) = testing::redis(Duration::from_secs(60));
     let proxy = HeldProxy::start(&real.url).await;
     let proxied = RedisConfig {
         url: proxy.url.clone(),
         ..real.clone()
     };
-    let f = with_redis((proxied, guard)).await;
+    let f = gathering_for(gather, (proxied, guard)).await;
     let direct = RedisStore::open(&real).await.unwrap();
+    (f, proxy, direct)
+}
+
+/// A store whose Redis traffic goes through a [`HeldProxy`], with execution `e1` created and
+/// its copy landed; also a connection straight to Redis, and `e1`'s fence.
+async fn behind_a_proxy() -> (Fixture, HeldProxy, RedisStore, Fence) {
+    let (f, proxy, direct) = proxied(GATHER_COPIES_FOR).await;
     let fence = f
         .store
         .create(&step("e1", "running", 0), "a", 10)
@@ -410,4 +423,52 @@ async fn copies_queued_for_one_execution_are_sent_as_the_newest_alone() {
     // Copy 1 went out alone (unless the copy task was slow to pick it up); 2 and 3 as one.
     let sent = proxy.scripts.load(Ordering::SeqCst) - before;
     assert!((1..=2).contains(&sent), "{sent} copies sent for 3 saves");
+}
+
+#[tokio::test]
+async fn copies_gathered_meanwhile_reach_redis_as_the_newest_alone() {
+    let (f, proxy, direct) = proxied(Duration::from_secs(3600)).await;
+    let fence = f
+        .store
+        .create(&step("e1", "running", 0), "a", 10)
+        .await
+        .unwrap();
+    save_running(&f, fence, 1..=4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Still gathering: nothing has gone to Redis, and reads come from PostgreSQL.
+    assert_eq!(proxy.scripts.load(Ordering::SeqCst), 0);
+    assert_eq!(direct.load("e1").await.unwrap(), None);
+    assert!(f.store.cache.is_stale("e1"));
+
+    f.store.flush().await;
+    assert_eq!(
+        proxy.scripts.load(Ordering::SeqCst),
+        1,
+        "one copy for five writes"
+    );
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", 4))
+    );
+    assert!(!f.store.cache.is_stale("e1"));
+}
+
+#[tokio::test]
+async fn gathered_copies_land_by_themselves_once_the_wait_is_over() {
+    let (f, proxy, direct) = proxied(Duration::from_millis(50)).await;
+    let fence = f
+        .store
+        .create(&step("e1", "running", 0), "a", 10)
+        .await
+        .unwrap();
+    save_running(&f, fence, 1..=2).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The copy task counts the copy as landed once Redis has answered.
+    while f.store.cache.is_stale("e1")
+        || direct.load("e1").await.unwrap() != Some(step("e1", "running", 2))
+    {
+        assert!(Instant::now() < deadline, "the copy never reached Redis");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!((1..=3).contains(&proxy.scripts.load(Ordering::SeqCst)));
 }
