@@ -4,10 +4,16 @@
 //! PostgreSQL is the record of truth. Every save commits there first (with the fence check),
 //! and the caller is answered as soon as it has: the Redis copy (with the configured `ttl`)
 //! is written behind, by one task that gathers copies for a few milliseconds and sends the
-//! newest of each execution as one pipeline, in the order PostgreSQL committed them. Leases live in PostgreSQL alone. Reads of one
-//! execution come from Redis and fall back to PostgreSQL when the key is missing (evicted,
-//! expired, flushed), refilling Redis on the way. Listing is a query, so PostgreSQL answers
-//! it. An execution older than the TTL is therefore still readable and resumable.
+//! newest of each execution as one pipeline, in the order PostgreSQL committed them. Leases
+//! live in PostgreSQL alone. Reads of one execution come from Redis and fall back to
+//! PostgreSQL when the key is missing (evicted, expired, flushed), refilling Redis on the
+//! way. Listing is a query, so PostgreSQL answers it. An execution older than the TTL is
+//! therefore still readable and resumable.
+//!
+//! **Executions live in Redis while they run**, as the specification puts it: the save that
+//! ends one (and gives its lease up) removes its copy, and a finished execution is read from
+//! PostgreSQL without being copied back. Redis so holds about as many records as there are
+//! running executions, not a TTL's worth of finished ones.
 //!
 //! **Redis down.** Saves still commit to PostgreSQL and reads fall back to it: nothing is lost
 //! and executions keep running, only slower. The store logs one warning when Redis becomes
@@ -19,9 +25,10 @@
 //! queued copy has landed. Across processes, a *claim* (how `orca resume` and a takeover
 //! start) rewrites the Redis copy from PostgreSQL under the new fence before the record is
 //! read, and a late write from the fenced-out owner cannot overwrite a copy with a higher
-//! fence. Another process that only *displays* an execution (`orca executions show`) may see
-//! a copy that is behind by the writes of the last moment (up to [`GATHER_COPIES_FOR`]), or, if the owner died with copies
-//! still queued or Redis failed, until the owner's next successful save.
+//! fence (removing one is always safe: a reader that finds none reads PostgreSQL). Another
+//! process that only *displays* an execution (`orca executions show`) may see a copy that is
+//! behind by the writes of the last moment (up to [`GATHER_COPIES_FOR`]), or, if the owner
+//! died with copies still queued or Redis failed, until the owner's next successful save.
 //! [`ExecutionStore::flush`] waits for the queue to empty; `orca` calls it before it exits.
 
 use std::collections::HashMap;
@@ -32,7 +39,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::redis::Put;
+use super::redis::{CacheWrite, Put};
 use super::{
     Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, PostgresConfig, PostgresStore,
     RedisConfig, RedisStore, StoreError, StoredExecution, Write, WriteOutcomes,
@@ -67,9 +74,28 @@ pub struct LayeredStore {
 
 /// What the copy task is handed, in commit order.
 enum Behind {
-    Copies(Vec<(StoredExecution, Fence)>),
+    Copies(Vec<Copy>),
     /// Answered once every copy queued before it has been sent.
     Flush(oneshot::Sender<()>),
+}
+
+/// A record PostgreSQL committed, on its way to Redis.
+struct Copy {
+    execution: StoredExecution,
+    fence: Fence,
+    /// Its execution's last save (the one that gave the lease up): Redis drops the copy
+    /// instead of holding it, since executions live in Redis only while they run.
+    last: bool,
+}
+
+impl Copy {
+    fn to_cache(&self) -> CacheWrite<'_> {
+        if self.last {
+            CacheWrite::Remove(&self.execution.id)
+        } else {
+            CacheWrite::Put(&self.execution, self.fence, Put::Newer)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -145,14 +171,14 @@ impl Cache {
         }
     }
 
-    /// Copies records PostgreSQL committed into Redis, best effort, in one round trip.
-    /// `queued`: these copies were counted by [`queued`](Self::queued).
-    async fn put_all(&self, copies: &[(&StoredExecution, Fence)], mode: Put, queued: bool) {
-        if copies.is_empty() {
+    /// Carries out `writes` (of records PostgreSQL committed) in Redis, best effort, in one
+    /// round trip. `queued`: these copies were counted by [`queued`](Self::queued).
+    async fn write(&self, writes: &[CacheWrite<'_>], queued: bool) {
+        if writes.is_empty() {
             return;
         }
         let written = if self.health.should_try() {
-            match self.redis.put_all(copies, mode).await {
+            match self.redis.write_cache(writes).await {
                 Ok(written) => {
                     self.health.succeeded();
                     Some(written)
@@ -166,15 +192,22 @@ impl Cache {
             None
         };
         let mut stale = self.stale();
-        for (index, (execution, _)) in copies.iter().enumerate() {
+        for (index, write) in writes.iter().enumerate() {
             // `Some(false)`: a refill found a copy already there. A copy that Redis declined
             // because it holds a higher fence is not behind, so it counts as landed.
-            let landed = written.as_ref().map(|w| w[index] || mode == Put::Newer);
-            let id = &execution.id;
+            let landed = written
+                .as_ref()
+                .map(|w| w[index] || matches!(write, CacheWrite::Put(_, _, Put::Newer)));
+            let id = write.id();
             if landed.is_some() && !stale.contains_key(id) {
                 continue;
             }
-            let entry = stale.entry(id.clone()).or_default();
+            if !stale.contains_key(id) {
+                stale.insert(Arc::from(id), Stale::default());
+            }
+            let Some(entry) = stale.get_mut(id) else {
+                continue;
+            };
             if queued {
                 entry.queued = entry.queued.saturating_sub(1);
             }
@@ -206,9 +239,8 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>, gathe
                 Ok(None) | Err(_) => break,
             }
         }
-        let sent: Vec<(&StoredExecution, Fence)> =
-            gathered.newest.values().map(|(e, f)| (e, *f)).collect();
-        cache.put_all(&sent, Put::Newer, true).await;
+        let sent: Vec<CacheWrite<'_>> = gathered.newest.values().map(Copy::to_cache).collect();
+        cache.write(&sent, true).await;
         gathered.newest.clear();
         for done in gathered.flushes.drain(..) {
             let _ = done.send(());
@@ -220,7 +252,7 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>, gathe
 #[derive(Default)]
 struct Gathered {
     /// The newest copy of each execution: it overwrites the older ones in Redis anyway.
-    newest: HashMap<Arc<str>, (StoredExecution, Fence)>,
+    newest: HashMap<Arc<str>, Copy>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
@@ -228,9 +260,9 @@ impl Gathered {
     fn add(&mut self, cache: &Cache, item: Behind) {
         match item {
             Behind::Copies(batch) => {
-                for (execution, fence) in batch {
-                    let id = execution.id.clone();
-                    if self.newest.insert(id.clone(), (execution, fence)).is_some() {
+                for copy in batch {
+                    let id = copy.execution.id.clone();
+                    if self.newest.insert(id.clone(), copy).is_some() {
                         cache.superseded(&id);
                     }
                 }
@@ -288,10 +320,9 @@ impl LayeredStore {
 
     /// Rewrites the Redis copy from PostgreSQL (after a claim raised the fence).
     async fn refresh(&self, id: &str) -> Result<(), StoreError> {
-        if let Some((record, fence)) = self.postgres.load_fenced(id).await? {
-            self.cache
-                .put_all(&[(&record, fence)], Put::Newer, false)
-                .await;
+        if let Some(found) = self.postgres.load_leased(id).await? {
+            let copy = CacheWrite::Put(&found.execution, found.fence, Put::Newer);
+            self.cache.write(&[copy], false).await;
         }
         Ok(())
     }
@@ -314,26 +345,36 @@ impl ExecutionStore for LayeredStore {
             .zip(committed)
             .map(|(write, outcome)| {
                 let (fence, created_at_ms) = outcome?;
-                let execution = match write {
-                    Write::Create { execution, .. } => execution,
-                    // A save keeps the first `created_at_ms`, whatever the caller sent.
-                    Write::Save { execution, .. } => StoredExecution {
-                        created_at_ms,
-                        ..execution
+                copies.push(match write {
+                    Write::Create { execution, .. } => Copy {
+                        execution,
+                        fence,
+                        last: false,
                     },
-                };
-                copies.push((execution, fence));
+                    // A save keeps the first `created_at_ms`, whatever the caller sent.
+                    Write::Save {
+                        execution, release, ..
+                    } => Copy {
+                        execution: StoredExecution {
+                            created_at_ms,
+                            ..execution
+                        },
+                        fence,
+                        last: release,
+                    },
+                });
                 Ok(fence)
             })
             .collect();
         if !copies.is_empty() {
-            self.cache.queued(copies.iter().map(|(e, _)| &e.id));
+            self.cache
+                .queued(copies.iter().map(|copy| &copy.execution.id));
             if let Err(mpsc::error::SendError(Behind::Copies(lost))) =
                 self.behind.send(Behind::Copies(copies)).await
             {
                 // The copy task is gone (its runtime is shutting down): Redis stays behind.
-                let refs: Vec<_> = lost.iter().map(|(e, f)| (e, *f)).collect();
-                self.cache.put_all(&refs, Put::Newer, true).await;
+                let writes: Vec<_> = lost.iter().map(Copy::to_cache).collect();
+                self.cache.write(&writes, true).await;
             }
         }
         Ok(outcomes)
@@ -343,16 +384,17 @@ impl ExecutionStore for LayeredStore {
         if let Some(found) = self.cached(id).await {
             return Ok(Some(found));
         }
-        let Some((found, fence)) = self.postgres.load_fenced(id).await? else {
+        let Some(found) = self.postgres.load_leased(id).await? else {
             return Ok(None);
         };
-        // Refill only if Redis has nothing: a save may have landed since PostgreSQL answered.
-        if !self.cache.is_stale(id) {
-            self.cache
-                .put_all(&[(&found, fence)], Put::IfAbsent, false)
-                .await;
+        // Refill only if Redis has nothing (a save may have landed since PostgreSQL
+        // answered), and only while someone drives the execution: a finished one is not
+        // copied back.
+        if found.held && !self.cache.is_stale(id) {
+            let copy = CacheWrite::Put(&found.execution, found.fence, Put::IfAbsent);
+            self.cache.write(&[copy], false).await;
         }
-        Ok(Some(found))
+        Ok(Some(found.execution))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {
@@ -407,8 +449,11 @@ impl LeaseStore for LayeredStore {
             .postgres
             .claim_expired(owner, now_ms, until_ms, limit)
             .await?;
-        let copies: Vec<(&StoredExecution, Fence)> = claimed.iter().map(|(e, f)| (e, *f)).collect();
-        self.cache.put_all(&copies, Put::Newer, false).await;
+        let copies: Vec<_> = claimed
+            .iter()
+            .map(|(execution, fence)| CacheWrite::Put(execution, *fence, Put::Newer))
+            .collect();
+        self.cache.write(&copies, false).await;
         Ok(claimed)
     }
 }

@@ -238,15 +238,13 @@ impl PostgresStore {
         }
     }
 
-    /// The record with its current fence, read together so they match.
-    pub(crate) async fn load_fenced(
-        &self,
-        id: &str,
-    ) -> Result<Option<(StoredExecution, Fence)>, StoreError> {
+    /// The record with its current fence and whether its lease is held, read together so
+    /// they match.
+    pub(crate) async fn load_leased(&self, id: &str) -> Result<Option<Leased>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {COLUMNS}, fence FROM orca_executions WHERE id = $1"
+                "SELECT {COLUMNS}, fence, owner IS NOT NULL FROM orca_executions WHERE id = $1"
             ))
             .await
             .map_err(pg_error)?;
@@ -257,8 +255,21 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
-        row_to_fenced(&row).map(Some)
+        let (execution, fence) = row_to_fenced(&row)?;
+        Ok(Some(Leased {
+            execution,
+            fence,
+            held: row.try_get(7).map_err(pg_error)?,
+        }))
     }
+}
+
+/// A record as [`PostgresStore::load_leased`] reads it.
+pub(crate) struct Leased {
+    pub(crate) execution: StoredExecution,
+    pub(crate) fence: Fence,
+    /// Someone holds the lease: the execution is being driven, or was until its owner died.
+    pub(crate) held: bool,
 }
 
 /// Per write, its fence and the record's stored `created_at_ms`; see
@@ -486,7 +497,7 @@ impl ExecutionStore for PostgresStore {
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
-        Ok(self.load_fenced(id).await?.map(|(record, _)| record))
+        Ok(self.load_leased(id).await?.map(|found| found.execution))
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<StoredExecution>, StoreError> {

@@ -34,13 +34,31 @@ const BACKEND: &str = "redis";
 /// How many ids one listing round trip fetches.
 const PAGE: isize = 200;
 
-/// The layered store's write to its cache: see [`scripts::PUT`].
+/// How the layered store's copy of a record goes in: see [`scripts::PUT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Put {
     /// Unless Redis holds a record with a higher fence.
     Newer,
     /// Only if Redis holds no record at all.
     IfAbsent,
+}
+
+/// One write of the layered store to its cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CacheWrite<'a> {
+    Put(&'a StoredExecution, Fence, Put),
+    /// No copy of this execution at all. Safe whatever Redis holds, late or not: a reader
+    /// that finds no copy reads PostgreSQL.
+    Remove(&'a str),
+}
+
+impl CacheWrite<'_> {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            CacheWrite::Put(execution, ..) => &execution.id,
+            CacheWrite::Remove(id) => id,
+        }
+    }
 }
 
 /// Executions kept in Redis under a key prefix.
@@ -119,27 +137,32 @@ impl RedisStore {
         fence: Fence,
         mode: Put,
     ) -> Result<bool, StoreError> {
-        let written: i64 = self
-            .put_invocation(execution, fence, mode)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(redis_error)?;
-        Ok(written == 1)
+        let written = self
+            .write_cache(&[CacheWrite::Put(execution, fence, mode)])
+            .await?;
+        Ok(written[0])
     }
 
-    /// [`put`](Self::put) for many records in one pipeline; whether each was written.
-    pub(crate) async fn put_all(
+    /// Carries out `writes` in one pipeline; whether each was done (a put can be declined,
+    /// see [`Put`]; a removal always is done).
+    pub(crate) async fn write_cache(
         &self,
-        copies: &[(&StoredExecution, Fence)],
-        mode: Put,
+        writes: &[CacheWrite<'_>],
     ) -> Result<Vec<bool>, StoreError> {
         let mut pipe = ::redis::pipe();
-        for (execution, fence) in copies {
-            pipe.invoke_script(&self.put_invocation(execution, *fence, mode));
+        for write in writes {
+            match write {
+                CacheWrite::Put(execution, fence, mode) => {
+                    pipe.invoke_script(&self.put_invocation(execution, *fence, *mode));
+                }
+                CacheWrite::Remove(id) => {
+                    pipe.del(self.record_key(id));
+                }
+            }
         }
-        let written: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
-            // Writing a copy again is harmless (the same fence), so after loading the script
-            // the whole pipeline can simply be sent again.
+        let replies: Vec<i64> = match pipe.query_async(&mut self.conn.clone()).await {
+            // Writing a copy again is harmless (the same fence), and so is removing it again,
+            // so after loading the script the whole pipeline can simply be sent again.
             Err(error) if error.kind() == ::redis::ErrorKind::Server(ServerErrorKind::NoScript) => {
                 scripts::PUT
                     .prepare_invoke()
@@ -150,9 +173,13 @@ impl RedisStore {
                     .await
                     .map_err(redis_error)?
             }
-            written => written.map_err(redis_error)?,
+            replies => replies.map_err(redis_error)?,
         };
-        Ok(written.into_iter().map(|w| w == 1).collect())
+        Ok(writes
+            .iter()
+            .zip(replies)
+            .map(|(write, reply)| matches!(write, CacheWrite::Remove(_)) || reply == 1)
+            .collect())
     }
 
     fn put_invocation(

@@ -119,17 +119,28 @@ impl Store {
         let key = format!("{}exec:{id}", self.prefix);
         let (sender, status) = mpsc::channel();
         on_runtime(async move {
-            let client = redis::Client::open(redis_url()).expect("a Redis URL");
-            let mut conn = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("Redis is reachable");
+            let mut conn = connect_redis().await;
             let found: Option<String> = redis::AsyncCommands::hget(&mut conn, key, "status")
                 .await
                 .expect("HGET works");
             let _ = sender.send(found);
         });
         status.recv().expect("the status was read")
+    }
+
+    /// The ids of the executions this store's Redis holds a copy of.
+    pub fn redis_copies(&self) -> Vec<String> {
+        let records = format!("{}exec:", self.prefix);
+        let (sender, keys) = mpsc::channel();
+        let under = records.clone();
+        on_runtime(async move {
+            let _ = sender.send(keys_under(&under).await);
+        });
+        let keys = keys.recv().expect("the keys were read");
+        keys.iter()
+            .filter_map(|key| key.strip_prefix(&records))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Deletes this store's Redis keys: what FLUSHALL does, to this test's data only.
@@ -160,25 +171,32 @@ impl Drop for Store {
     }
 }
 
-async fn delete_keys(prefix: &str) {
-    use redis::AsyncCommands;
+async fn connect_redis() -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(redis_url()).expect("a Redis URL");
-    let mut conn = client
+    client
         .get_multiplexed_async_connection()
         .await
-        .expect("Redis is reachable");
+        .expect("Redis is reachable")
+}
+
+async fn keys_under(prefix: &str) -> Vec<String> {
+    let mut conn = connect_redis().await;
     let mut keys: Vec<String> = Vec::new();
-    {
-        let mut iter = conn
-            .scan_match::<_, String>(format!("{prefix}*"))
-            .await
-            .expect("SCAN works");
-        while let Some(key) = iter.next_item().await {
-            keys.push(key.expect("a key"));
-        }
+    let mut iter = redis::AsyncCommands::scan_match::<_, String>(&mut conn, format!("{prefix}*"))
+        .await
+        .expect("SCAN works");
+    while let Some(key) = iter.next_item().await {
+        keys.push(key.expect("a key"));
     }
+    keys
+}
+
+async fn delete_keys(prefix: &str) {
+    let keys = keys_under(prefix).await;
     if !keys.is_empty() {
-        let _: () = conn.del(keys).await.expect("DEL works");
+        let _: () = redis::AsyncCommands::del(&mut connect_redis().await, keys)
+            .await
+            .expect("DEL works");
     }
 }
 

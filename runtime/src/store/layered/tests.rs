@@ -472,3 +472,40 @@ async fn gathered_copies_land_by_themselves_once_the_wait_is_over() {
     }
     assert!((1..=3).contains(&proxy.scripts.load(Ordering::SeqCst)));
 }
+
+#[tokio::test]
+async fn a_finished_execution_leaves_redis_and_is_read_from_postgresql() {
+    let (f, proxy, direct) = proxied(Duration::from_secs(3600)).await;
+    let fence = f
+        .store
+        .create(&step("e1", "running", 0), "a", 10)
+        .await
+        .unwrap();
+    f.store.flush().await;
+    assert_eq!(
+        direct.load("e1").await.unwrap(),
+        Some(step("e1", "running", 0))
+    );
+
+    f.store
+        .save(&step("e1", "running", 1), fence)
+        .await
+        .unwrap();
+    f.store
+        .finish(&step("e1", "completed", 2), fence)
+        .await
+        .unwrap();
+    f.store.flush().await;
+    // Only the create's copy ran the script: the last save removed the copy instead.
+    assert_eq!(proxy.scripts.load(Ordering::SeqCst), 1);
+    assert_eq!(direct.load("e1").await.unwrap(), None);
+    let other = f.other_process().await;
+    for store in [&f.store, &other] {
+        assert_eq!(
+            store.load("e1").await.unwrap(),
+            Some(step("e1", "completed", 2))
+        );
+    }
+    // Reading it does not copy it back.
+    assert_eq!(direct.load("e1").await.unwrap(), None);
+}

@@ -3,7 +3,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -155,10 +155,11 @@ fn slow_redis(delay: Duration) -> String {
 fn orca_run_exits_only_once_its_redis_copies_have_landed() {
     let store = Store::new(Backend::RedisPersisted);
     let mock = Mock::start();
+    let gate = Gate::new();
     mock.on("/first", Reply::json(json!({"n": 1})));
-    mock.on("/second", Reply::json(json!({"n": 2})));
-    // The steps finish long before Redis has answered for the first copy, so the last
-    // copies are still queued when the workflow ends.
+    mock.on("/second", Reply::json(json!({"n": 2})).gate(&gate));
+    // Every request to Redis takes 200 ms, so the last copies are still on their way when
+    // the workflow ends.
     let mut command = store.command(&run_args(&store, &mock));
     command.env(
         "ORCA_REDIS_URL",
@@ -168,10 +169,22 @@ fn orca_run_exits_only_once_its_redis_copies_have_landed() {
             store.prefix
         ),
     );
-    let out = finish(command);
-    out.expect_code(0);
-    assert_eq!(out.json()["status"], "completed");
-    let id = out.json()["id"].as_str().expect("an id").to_string();
-    // What other processes read first is already the final record.
-    assert_eq!(store.redis_status(&id).as_deref(), Some("completed"));
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| finish(command));
+        // While the second step waits, the running execution's copy reaches Redis.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while store.redis_copies().is_empty() {
+            assert!(Instant::now() < deadline, "no copy reached Redis");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gate.release();
+        let out = run.join().expect("the run thread");
+        out.expect_code(0);
+        assert_eq!(out.json()["status"], "completed");
+        let id = out.json()["id"].as_str().expect("an id").to_string();
+        // The last save removes the copy (executions live in Redis while they run): had
+        // `orca` exited before that landed, other processes would read it as running.
+        assert_eq!(store.redis_copies(), Vec::<String>::new());
+        assert_eq!(store.redis_status(&id), None);
+    });
 }
