@@ -74,13 +74,13 @@ pub struct LayeredStore {
 
 /// What the copy task is handed, in commit order.
 enum Behind {
-    Copies(Vec<Copy>),
+    Copies(Vec<QueuedCopy>),
     /// Answered once every copy queued before it has been sent.
     Flush(oneshot::Sender<()>),
 }
 
 /// A record PostgreSQL committed, on its way to Redis.
-struct Copy {
+struct QueuedCopy {
     execution: StoredExecution,
     fence: Fence,
     /// Its execution's last save (the one that gave the lease up): Redis drops the copy
@@ -88,7 +88,7 @@ struct Copy {
     last: bool,
 }
 
-impl Copy {
+impl QueuedCopy {
     fn to_cache(&self) -> CacheWrite<'_> {
         if self.last {
             CacheWrite::Remove(&self.execution.id)
@@ -239,7 +239,8 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>, gathe
                 Ok(None) | Err(_) => break,
             }
         }
-        let sent: Vec<CacheWrite<'_>> = gathered.newest.values().map(Copy::to_cache).collect();
+        let sent: Vec<CacheWrite<'_>> =
+            gathered.newest.values().map(QueuedCopy::to_cache).collect();
         cache.write(&sent, true).await;
         gathered.newest.clear();
         for done in gathered.flushes.drain(..) {
@@ -252,7 +253,7 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>, gathe
 #[derive(Default)]
 struct Gathered {
     /// The newest copy of each execution: it overwrites the older ones in Redis anyway.
-    newest: HashMap<Arc<str>, Copy>,
+    newest: HashMap<Arc<str>, QueuedCopy>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
@@ -346,7 +347,7 @@ impl ExecutionStore for LayeredStore {
             .map(|(write, outcome)| {
                 let (fence, created_at_ms) = outcome?;
                 copies.push(match write {
-                    Write::Create { execution, .. } => Copy {
+                    Write::Create { execution, .. } => QueuedCopy {
                         execution,
                         fence,
                         last: false,
@@ -354,7 +355,7 @@ impl ExecutionStore for LayeredStore {
                     // A save keeps the first `created_at_ms`, whatever the caller sent.
                     Write::Save {
                         execution, release, ..
-                    } => Copy {
+                    } => QueuedCopy {
                         execution: StoredExecution {
                             created_at_ms,
                             ..execution
@@ -373,7 +374,7 @@ impl ExecutionStore for LayeredStore {
                 self.behind.send(Behind::Copies(copies)).await
             {
                 // The copy task is gone (its runtime is shutting down): Redis stays behind.
-                let writes: Vec<_> = lost.iter().map(Copy::to_cache).collect();
+                let writes: Vec<_> = lost.iter().map(QueuedCopy::to_cache).collect();
                 self.cache.write(&writes, true).await;
             }
         }

@@ -343,9 +343,10 @@ impl HeldProxy {
     }
 }
 
-/// A store gathering copies for `gather` whose Redis traffic goes through a [`HeldProxy`];
-/// also a connection straight to Redis.
-async fn proxied(gather: Duration) -> (Fixture, HeldProxy, RedisStore) {
+/// A store gathering copies for `gather` whose Redis traffic goes through a [`HeldProxy`],
+/// with execution `e1` created (its copy perhaps not landed yet); also a connection straight
+/// to Redis, and `e1`'s fence.
+async fn proxied_with_e1(gather: Duration) -> (Fixture, HeldProxy, RedisStore, Fence) {
     let (real, guard) = testing::redis(Duration::from_secs(60));
     let proxy = HeldProxy::start(&real.url).await;
     let proxied = RedisConfig {
@@ -354,18 +355,18 @@ async fn proxied(gather: Duration) -> (Fixture, HeldProxy, RedisStore) {
     };
     let f = gathering_for(gather, (proxied, guard)).await;
     let direct = RedisStore::open(&real).await.unwrap();
-    (f, proxy, direct)
-}
-
-/// A store whose Redis traffic goes through a [`HeldProxy`], with execution `e1` created and
-/// its copy landed; also a connection straight to Redis, and `e1`'s fence.
-async fn behind_a_proxy() -> (Fixture, HeldProxy, RedisStore, Fence) {
-    let (f, proxy, direct) = proxied(GATHER_COPIES_FOR).await;
     let fence = f
         .store
         .create(&step("e1", "running", 0), "a", 10)
         .await
         .unwrap();
+    (f, proxy, direct, fence)
+}
+
+/// A store whose Redis traffic goes through a [`HeldProxy`], with execution `e1` created and
+/// its copy landed; also a connection straight to Redis, and `e1`'s fence.
+async fn behind_a_proxy() -> (Fixture, HeldProxy, RedisStore, Fence) {
+    let (f, proxy, direct, fence) = proxied_with_e1(GATHER_COPIES_FOR).await;
     f.store.flush().await;
     (f, proxy, direct, fence)
 }
@@ -427,12 +428,7 @@ async fn copies_queued_for_one_execution_are_sent_as_the_newest_alone() {
 
 #[tokio::test]
 async fn copies_gathered_meanwhile_reach_redis_as_the_newest_alone() {
-    let (f, proxy, direct) = proxied(Duration::from_secs(3600)).await;
-    let fence = f
-        .store
-        .create(&step("e1", "running", 0), "a", 10)
-        .await
-        .unwrap();
+    let (f, proxy, direct, fence) = proxied_with_e1(Duration::from_secs(3600)).await;
     save_running(&f, fence, 1..=4).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Still gathering: nothing has gone to Redis, and reads come from PostgreSQL.
@@ -455,12 +451,7 @@ async fn copies_gathered_meanwhile_reach_redis_as_the_newest_alone() {
 
 #[tokio::test]
 async fn gathered_copies_land_by_themselves_once_the_wait_is_over() {
-    let (f, proxy, direct) = proxied(Duration::from_millis(50)).await;
-    let fence = f
-        .store
-        .create(&step("e1", "running", 0), "a", 10)
-        .await
-        .unwrap();
+    let (f, proxy, direct, fence) = proxied_with_e1(Duration::from_millis(50)).await;
     save_running(&f, fence, 1..=2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     // The copy task counts the copy as landed once Redis has answered.
@@ -475,12 +466,7 @@ async fn gathered_copies_land_by_themselves_once_the_wait_is_over() {
 
 #[tokio::test]
 async fn a_finished_execution_leaves_redis_and_is_read_from_postgresql() {
-    let (f, proxy, direct) = proxied(Duration::from_secs(3600)).await;
-    let fence = f
-        .store
-        .create(&step("e1", "running", 0), "a", 10)
-        .await
-        .unwrap();
+    let (f, proxy, direct, fence) = proxied_with_e1(Duration::from_secs(3600)).await;
     f.store.flush().await;
     assert_eq!(
         direct.load("e1").await.unwrap(),
