@@ -630,13 +630,17 @@ impl Runner {
         pending: &mut InFlight<Pending>,
     ) -> bool {
         let mut finished = false;
-        for action in actions {
+        let mut actions = actions.peekable();
+        // Nothing else will be polled beside a call that starts alone (see `call`).
+        let mut alone = pending.is_empty();
+        while let Some(action) = actions.next() {
+            alone &= actions.peek().is_none();
             match action {
                 Action::Invoke {
                     target,
                     attempt,
                     request,
-                } => pending.push(self.call(execution, plan, target, attempt, request)),
+                } => pending.push(self.call(execution, plan, target, attempt, request, alone)),
                 Action::Timer {
                     target,
                     attempt,
@@ -660,9 +664,15 @@ impl Runner {
         }
     }
 
-    /// One call as a future of its outcome. HTTP calls are polled by the drive task itself;
-    /// a component runs on a task of its own, because it computes inside `poll` and parallel
-    /// components of one execution should use every core.
+    /// One call as a future of its outcome. HTTP calls are polled by the drive task itself.
+    /// A component computes inside `poll`, so one that starts beside other calls or timers
+    /// (`alone` false) runs on a task of its own: parallel components of one execution use
+    /// every core, and the drive task goes on applying the others' outcomes meanwhile. A
+    /// component that starts alone, as every step of a sequential workflow does, is polled by
+    /// the drive task too: a task of its own would only add two hand-offs between threads,
+    /// which cost a call driven from outside the runtime (`orca run`) 50 to 70 µs on the
+    /// benchmark machine, a fifth of a component step that makes an HTTP call
+    /// (bench/FINDINGS.md, section 3).
     fn call(
         &self,
         execution: &Execution,
@@ -670,9 +680,10 @@ impl Runner {
         target: Target,
         attempt: u32,
         request: Arc<Request>,
+        alone: bool,
     ) -> Pending {
         let invoker = self.invoker.clone();
-        let on_its_own_task = matches!(*request, Request::Component(_));
+        let on_its_own_task = !alone && matches!(*request, Request::Component(_));
         let call = tracing::Instrument::instrument(
             async move {
                 match invoker.invoke(&request, attempt).await {

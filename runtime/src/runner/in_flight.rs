@@ -42,6 +42,11 @@ impl<F: Future + Unpin> InFlight<F> {
         self.set.push(future);
     }
 
+    /// Whether nothing is in flight.
+    pub(super) fn is_empty(&self) -> bool {
+        self.lone.is_none() && self.set.is_empty()
+    }
+
     /// The output of the next future to finish; `None` once nothing is in flight.
     pub(super) async fn next(&mut self) -> Option<F::Output> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
