@@ -45,9 +45,15 @@ impl Settings {
     }
 }
 
-/// An in-process HTTP service on 127.0.0.1:0 that answers `{"ok": true}` to everything.
+/// An in-process HTTP service on 127.0.0.1:0 that answers `{"ok": true}` to everything but
+/// `/risk`, the risk API of the `fraud-score` guest, which answers `{"risk": 0.2}`.
 pub(crate) async fn mock_service() -> Result<String> {
-    let app = Router::new().fallback(|| async { Json(json!({"ok": true})) });
+    let app = Router::new()
+        .route(
+            "/risk",
+            axum::routing::post(|| async { Json(json!({"risk": 0.2})) }),
+        )
+        .fallback(|| async { Json(json!({"ok": true})) });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -50,7 +50,8 @@ fn guest_path(name: &str) -> std::path::PathBuf {
 
 fn guest_bytes(name: &str) -> Result<Vec<u8>> {
     let path = guest_path(name);
-    std::fs::read(&path).with_context(|| format!("{} (build it with `make guests`)", path.display()))
+    std::fs::read(&path)
+        .with_context(|| format!("{} (build it with `make guests`)", path.display()))
 }
 
 /// One way of making the call, as a boxed future so that several can take turns.
@@ -198,7 +199,10 @@ impl ScoreCalls {
             context,
         };
         let ran = calls.run().await?;
-        let output = ran.output.as_deref().context("the workflow has no output")?;
+        let output = ran
+            .output
+            .as_deref()
+            .context("the workflow has no output")?;
         check_score(output.get("score").context("no `score` in the output")?)?;
         Ok(calls)
     }
@@ -236,19 +240,23 @@ impl ScoreCalls {
     }
 }
 
-/// Engine and floor, alternating, on a task spawned onto the runtime's workers, where
+/// Engine, host alone and floor, alternating, on a task spawned onto the runtime's workers, where
 /// `orca serve` drives executions (the main measurement awaits from the thread that blocks
 /// on the runtime, as `orca run` does).
-async fn on_a_worker(calls: Arc<ScoreCalls>, window: Duration) -> Result<(Samples, Samples)> {
+async fn on_a_worker(
+    calls: Arc<ScoreCalls>,
+    window: Duration,
+) -> Result<(Samples, Samples, Samples)> {
     tokio::spawn(async move {
-        let kinds: [Call<'_>; 2] = [
+        let kinds: [Call<'_>; 3] = [
             Box::new(|| Box::pin(calls.through_the_engine())),
+            Box::new(|| Box::pin(calls.through_the_host())),
             Box::new(|| Box::pin(calls.by_hand())),
         ];
         let mut measured = alternate(window, &kinds).await?.into_iter();
-        match (measured.next(), measured.next()) {
-            (Some((engine, _)), Some((floor, _))) => Ok((engine, floor)),
-            _ => unreachable!("two kinds of call, two sample sets"),
+        match (measured.next(), measured.next(), measured.next()) {
+            (Some((engine, _)), Some((host, _)), Some((floor, _))) => Ok((engine, host, floor)),
+            _ => unreachable!("three kinds of call, three sample sets"),
         }
     })
     .await?
@@ -273,7 +281,8 @@ async fn fraud_score(
         unreachable!("three kinds of call, three sample sets");
     };
     drop(kinds);
-    let (mut worker_engine, mut worker_raw) = on_a_worker(calls, window / 2).await?;
+    let (mut worker_engine, mut worker_alone, mut worker_raw) =
+        on_a_worker(calls, window / 2).await?;
 
     let ratio = engine.p50() / raw.p50();
     report.rows.push(
@@ -313,12 +322,18 @@ async fn fraud_score(
         .floor(fmt_us(worker_raw.p50()))
         .ratio(worker_engine.p50() / worker_raw.p50()),
     );
+    report.rows.push(
+        Row::new("3", "    of which WasmHost::invoke alone: p50")
+            .orca(fmt_us(worker_alone.p50()))
+            .floor(fmt_us(worker_raw.p50()))
+            .ratio(worker_alone.p50() / worker_raw.p50()),
+    );
     report.notes.push(format!(
         "3. `fraud-score.wasm` (the step the issue names): it parses the order, POSTs it to the \
          risk API (the in-process mock, answering `{{\"risk\": 0.2}}`) through the host's \
          `http.send`, and scores it. {} calls of each kind, sequential on one task awaited \
          from the thread that blocks on the runtime (as `orca run` does), in alternating \
-         blocks of {BLOCK}; then {} more of engine and floor from a task on a worker. Orca: a \
+         blocks of {BLOCK}; then {} more of each from a task on a worker. Orca: a \
          one-step workflow run by `Runner::run` on the memory store with the invoker `orca \
          run` builds (HTTP and Wasm behind one dispatcher), so each call also makes the \
          execution record, its checkpoint and its output; the guest's call goes through \
