@@ -349,3 +349,50 @@ async fn a_lone_write_is_committed_from_its_own_task_and_later_writes_wait_for_i
     assert_ne!(inner.tasks.lock().unwrap()[1], Some(first_task));
     assert_eq!(inner.load("x").await.unwrap().unwrap().status, "second");
 }
+
+/// While a batch commits, writes that arrive one after another within a few turns of the
+/// runtime are sent as one batch, though there is room to send each on its own.
+#[tokio::test]
+async fn writes_arriving_while_a_batch_commits_are_gathered_into_one() {
+    let inner = Arc::new(Counting::gated());
+    let ids: Vec<String> = (0..6).map(|i| format!("e{i}")).collect();
+    for id in &ids {
+        inner
+            .memory
+            .create(&execution(id, "wf", "running", 1), "o", 10)
+            .await
+            .unwrap();
+    }
+    let group = wrap(&inner, 2);
+    let mut saves = JoinSet::new();
+    let spawn_save = |saves: &mut JoinSet<_>, id: &str, turns: usize| {
+        let (group, id) = (group.clone(), id.to_owned());
+        saves.spawn(async move {
+            for _ in 0..turns {
+                tokio::task::yield_now().await;
+            }
+            group.save(&execution(&id, "wf", "completed", 1), 1).await
+        });
+    };
+    // e0 goes out alone and holds the store; e1 becomes the writer's first batch in flight.
+    spawn_save(&mut saves, "e0", 0);
+    inner.reached(1).await;
+    spawn_save(&mut saves, "e1", 0);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The next four arrive a turn apart: room for a second batch the whole time.
+    for (turns, id) in ids[2..].iter().enumerate() {
+        spawn_save(&mut saves, id, turns);
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    inner.open_gate();
+    while let Some(done) = saves.join_next().await {
+        done.unwrap().unwrap();
+    }
+
+    let batches = inner.batches();
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    assert_eq!(batches[..2], [["e0"], ["e1"]]);
+    let mut last = batches[2].clone();
+    last.sort();
+    assert_eq!(last, ids[2..], "{batches:?}");
+}
