@@ -8,7 +8,7 @@
 //! is a trap: the guests measured call none of them.
 
 use anyhow::{Result, anyhow};
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 mod raw {
@@ -123,28 +123,28 @@ impl RawFloor {
         })
     }
 
-    fn store(&self) -> Store<FloorState> {
-        Store::new(
+    /// A fresh instance in a fresh `Store`; dropping the store drops the instance.
+    async fn instantiate(&self) -> Result<(Store<FloorState>, Instance)> {
+        let mut store = Store::new(
             &self.engine,
             FloorState {
                 client: self.client.clone(),
             },
-        )
-    }
-
-    /// Instantiates the component, calls its `condition.evaluate`, drops the instance.
-    pub(super) async fn evaluate(&self, context: &types::Context) -> Result<bool> {
-        let mut store = self.store();
+        );
         let instance = self
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| anyhow!("{e:#}"))?;
-        let guest = self
-            .condition
-            .load(&mut store, &instance)
-            .map_err(|e| anyhow!("{e:#}"))?;
+        Ok((store, instance))
+    }
+
+    /// Instantiates the component, calls its `condition.evaluate`, drops the instance.
+    pub(super) async fn evaluate(&self, context: &types::Context) -> Result<bool> {
+        let (mut store, instance) = self.instantiate().await?;
+        let guest = self.condition.load(&mut store, &instance);
         let result = guest
+            .map_err(|e| anyhow!("{e:#}"))?
             .call_evaluate(&mut store, context)
             .await
             .map_err(|e| anyhow!("{e:#}"))?;
@@ -154,17 +154,10 @@ impl RawFloor {
     /// Instantiates the component, calls its `step.run`, drops the instance; the step's
     /// result as JSON text.
     pub(super) async fn run(&self, context: &types::Context) -> Result<String> {
-        let mut store = self.store();
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| anyhow!("{e:#}"))?;
-        let guest = self
-            .step
-            .load(&mut store, &instance)
-            .map_err(|e| anyhow!("{e:#}"))?;
+        let (mut store, instance) = self.instantiate().await?;
+        let guest = self.step.load(&mut store, &instance);
         let result = guest
+            .map_err(|e| anyhow!("{e:#}"))?
             .call_run(&mut store, context)
             .await
             .map_err(|e| anyhow!("{e:#}"))?;

@@ -125,6 +125,19 @@ fn wrap(inner: &Arc<Counting>, in_flight: usize) -> Arc<GroupCommit> {
     Arc::new(GroupCommit::new(inner.clone(), in_flight))
 }
 
+/// A gated store holding a running execution for each of `ids`, created past the gate.
+async fn gated_holding(ids: &[String]) -> Arc<Counting> {
+    let inner = Arc::new(Counting::gated());
+    for id in ids {
+        inner
+            .memory
+            .create(&execution(id, "wf", "running", 1), "o", 10)
+            .await
+            .unwrap();
+    }
+    inner
+}
+
 fn save(id: &str, fence: Fence, status: &str) -> Write {
     Write::Save {
         execution: execution(id, "wf", status, 1),
@@ -143,15 +156,8 @@ fn create(id: &str) -> Write {
 
 #[tokio::test]
 async fn concurrent_saves_share_one_commit_and_get_their_own_outcomes() {
-    let inner = Arc::new(Counting::gated());
     let ids: Vec<String> = (0..20).map(|i| format!("e{i:02}")).collect();
-    for id in &ids {
-        inner
-            .memory
-            .create(&execution(id, "wf", "running", 1), "o", 10)
-            .await
-            .unwrap();
-    }
+    let inner = gated_holding(&ids).await;
     let group = wrap(&inner, 1);
 
     let mut saves = JoinSet::new();
@@ -354,15 +360,8 @@ async fn a_lone_write_is_committed_from_its_own_task_and_later_writes_wait_for_i
 /// runtime are sent as one batch, though there is room to send each on its own.
 #[tokio::test]
 async fn writes_arriving_while_a_batch_commits_are_gathered_into_one() {
-    let inner = Arc::new(Counting::gated());
     let ids: Vec<String> = (0..6).map(|i| format!("e{i}")).collect();
-    for id in &ids {
-        inner
-            .memory
-            .create(&execution(id, "wf", "running", 1), "o", 10)
-            .await
-            .unwrap();
-    }
+    let inner = gated_holding(&ids).await;
     let group = wrap(&inner, 2);
     let mut saves = JoinSet::new();
     let spawn_save = |saves: &mut JoinSet<_>, id: &str, turns: usize| {
