@@ -64,6 +64,15 @@ pub(crate) async fn mock_service() -> Result<String> {
 
 /// A compiled workflow and the source stored with each execution.
 pub(crate) fn workflow(name: &str, yaml: String) -> Result<(WorkflowSource, Arc<Plan>)> {
+    let (source, plan, _) = definitions(name, yaml)?;
+    Ok((source, Arc::new(plan)))
+}
+
+/// [`workflow`], with the loaded definitions, for binding the components they declare.
+pub(crate) fn definitions(
+    name: &str,
+    yaml: String,
+) -> Result<(WorkflowSource, Plan, DefinitionSet)> {
     let sources = vec![Source {
         name: format!("{name}.yaml"),
         text: yaml,
@@ -74,7 +83,7 @@ pub(crate) fn workflow(name: &str, yaml: String) -> Result<(WorkflowSource, Arc<
         name: plan.workflow_id.clone(),
         sources: sources.into(),
     };
-    Ok((source, Arc::new(plan)))
+    Ok((source, plan, set))
 }
 
 /// `steps` POST steps to service `svc` (`/s0`, `/s1`, ...), all `parallel: true` if asked.

@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use orca_runtime::component::{ComponentRequest, Export, Grants, Limits, Phase};
-use orca_runtime::definition::{DefinitionSet, Source};
 use orca_runtime::engine::{Bindings, Status};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{Dispatcher, Invoker, Request};
-use orca_runtime::plan::{self, Plan};
+use orca_runtime::plan::Plan;
 use orca_runtime::runner::{Runner, WorkflowSource};
 use orca_runtime::store::MemoryStore;
 use orca_runtime::store::kv::MemoryKv;
@@ -31,7 +30,7 @@ use serde_json::{Value, json};
 
 use self::floor::RawFloor;
 use crate::Report;
-use crate::common::{Settings, mock_service};
+use crate::common::{Settings, definitions, mock_service};
 use crate::stats::{Row, Samples, fmt_rate, fmt_us};
 
 /// Calls of each kind per block: long enough to amortize switching, short enough that drift
@@ -60,13 +59,16 @@ type Call<'a> =
 
 /// Runs every call in `calls` once to warm up, then in blocks of [`BLOCK`], one kind after
 /// the other, for `window`; one sample set per kind, and the mean of each in seconds.
-async fn alternate(window: Duration, calls: &[Call<'_>]) -> Result<Vec<(Samples, f64)>> {
+async fn alternate<const N: usize>(
+    window: Duration,
+    calls: &[Call<'_>; N],
+) -> Result<[(Samples, f64); N]> {
     for _ in 0..BLOCK {
         for call in calls {
             call().await?;
         }
     }
-    let mut out: Vec<(Samples, f64)> = calls.iter().map(|_| Default::default()).collect();
+    let mut out: [(Samples, f64); N] = std::array::from_fn(|_| Default::default());
     let deadline = Instant::now() + window;
     while Instant::now() < deadline {
         for (call, (samples, total)) in calls.iter().zip(&mut out) {
@@ -83,6 +85,33 @@ async fn alternate(window: Duration, calls: &[Call<'_>]) -> Result<Vec<(Samples,
         *total /= samples.len().max(1) as f64;
     }
     Ok(out)
+}
+
+/// One kind of call's median against the floor's.
+fn p50_row(metric: &str, orca: &mut Samples, raw: &mut Samples) -> Row {
+    Row::new("3", metric)
+        .orca(fmt_us(orca.p50()))
+        .floor(fmt_us(raw.p50()))
+        .ratio(orca.p50() / raw.p50())
+}
+
+/// The rows every kind of call reports against its floor: p50, p99 and calls a second.
+fn call_rows(
+    metric: &str,
+    (orca, orca_mean): &mut (Samples, f64),
+    (raw, raw_mean): &mut (Samples, f64),
+) -> [Row; 3] {
+    [
+        p50_row(metric, orca, raw),
+        Row::new("3", "  p99")
+            .orca(fmt_us(orca.p99()))
+            .floor(fmt_us(raw.p99()))
+            .ratio(orca.p99() / raw.p99()),
+        Row::new("3", "  invocations/s/core (1 / mean)")
+            .orca(fmt_rate(1.0 / *orca_mean))
+            .floor(fmt_rate(1.0 / *raw_mean))
+            .ratio(*orca_mean / *raw_mean),
+    ]
 }
 
 /// The host as `orca` builds it: HTTP steps and guests' calls through one `HttpInvoker`.
@@ -146,20 +175,12 @@ impl ScoreCalls {
         let config = json!({"risk_url": risk_url});
 
         // Orca: the engine, as `orca run` wires it.
-        let sources = vec![Source {
-            name: "bench-wasm-step.yaml".into(),
-            text: score_workflow(&guest_path("fraud-score"), &risk_url),
-        }];
-        let set = DefinitionSet::load(sources.clone()).map_err(|e| anyhow!("{e}"))?;
-        let plan = plan::compile(&set, Some("bench-wasm-step")).map_err(|e| anyhow!("{e}"))?;
+        let yaml = score_workflow(&guest_path("fraud-score"), &risk_url);
+        let (source, plan, set) = definitions("bench-wasm-step", yaml)?;
         let bindings = Bindings {
             tenant: "default".into(),
             services: Default::default(),
             components: bind_components(&set, host).map_err(|e| anyhow!("{e}"))?,
-        };
-        let source = WorkflowSource {
-            name: plan.workflow_id.clone(),
-            sources: sources.into(),
         };
         let dispatcher = Dispatcher {
             http,
@@ -238,28 +259,22 @@ impl ScoreCalls {
         let result: Value = serde_json::from_str(&self.floor.run(&self.context).await?)?;
         check_score(&result)
     }
+
+    /// The three ways, in the order of [`alternate`]'s results: engine, host alone, floor.
+    fn kinds(&self) -> [Call<'_>; 3] {
+        [
+            Box::new(|| Box::pin(self.through_the_engine())),
+            Box::new(|| Box::pin(self.through_the_host())),
+            Box::new(|| Box::pin(self.by_hand())),
+        ]
+    }
 }
 
 /// Engine, host alone and floor, alternating, on a task spawned onto the runtime's workers, where
 /// `orca serve` drives executions (the main measurement awaits from the thread that blocks
 /// on the runtime, as `orca run` does).
-async fn on_a_worker(
-    calls: Arc<ScoreCalls>,
-    window: Duration,
-) -> Result<(Samples, Samples, Samples)> {
-    tokio::spawn(async move {
-        let kinds: [Call<'_>; 3] = [
-            Box::new(|| Box::pin(calls.through_the_engine())),
-            Box::new(|| Box::pin(calls.through_the_host())),
-            Box::new(|| Box::pin(calls.by_hand())),
-        ];
-        let mut measured = alternate(window, &kinds).await?.into_iter();
-        match (measured.next(), measured.next(), measured.next()) {
-            (Some((engine, _)), Some((host, _)), Some((floor, _))) => Ok((engine, host, floor)),
-            _ => unreachable!("three kinds of call, three sample sets"),
-        }
-    })
-    .await?
+async fn on_a_worker(calls: Arc<ScoreCalls>, window: Duration) -> Result<[(Samples, f64); 3]> {
+    tokio::spawn(async move { alternate(window, &calls.kinds()).await }).await?
 }
 
 async fn fraud_score(
@@ -269,65 +284,36 @@ async fn fraud_score(
     report: &mut Report,
 ) -> Result<()> {
     let calls = Arc::new(ScoreCalls::new(host, http).await?);
-    let kinds: [Call<'_>; 3] = [
-        Box::new(|| Box::pin(calls.through_the_engine())),
-        Box::new(|| Box::pin(calls.through_the_host())),
-        Box::new(|| Box::pin(calls.by_hand())),
-    ];
-    let mut measured = alternate(window, &kinds).await?.into_iter();
-    let (Some((mut engine, engine_mean)), Some((mut alone, _)), Some((mut raw, raw_mean))) =
-        (measured.next(), measured.next(), measured.next())
-    else {
-        unreachable!("three kinds of call, three sample sets");
-    };
-    drop(kinds);
-    let (mut worker_engine, mut worker_alone, mut worker_raw) =
-        on_a_worker(calls, window / 2).await?;
+    let [mut engine, mut alone, mut raw] = alternate(window, &calls.kinds()).await?;
+    let [
+        (mut worker_engine, _),
+        (mut worker_alone, _),
+        (mut worker_raw, _),
+    ] = on_a_worker(calls, window / 2).await?;
 
-    let ratio = engine.p50() / raw.p50();
-    report.rows.push(
-        Row::new(
-            "3",
-            "Wasm step (fraud-score, 1 HTTP call) through the engine: p50",
-        )
-        .orca(fmt_us(engine.p50()))
-        .floor(fmt_us(raw.p50()))
-        .ratio(ratio)
-        .target("<= 1.5x", ratio <= TARGET),
+    let ratio = engine.0.p50() / raw.0.p50();
+    let [p50, p99, rate] = call_rows(
+        "Wasm step (fraud-score, 1 HTTP call) through the engine: p50",
+        &mut engine,
+        &mut raw,
     );
-    report.rows.push(
-        Row::new("3", "  p99")
-            .orca(fmt_us(engine.p99()))
-            .floor(fmt_us(raw.p99()))
-            .ratio(engine.p99() / raw.p99()),
-    );
-    report.rows.push(
-        Row::new("3", "  invocations/s/core (1 / mean)")
-            .orca(fmt_rate(1.0 / engine_mean))
-            .floor(fmt_rate(1.0 / raw_mean))
-            .ratio(engine_mean / raw_mean),
-    );
-    report.rows.push(
-        Row::new("3", "  of which WasmHost::invoke alone: p50")
-            .orca(fmt_us(alone.p50()))
-            .floor(fmt_us(raw.p50()))
-            .ratio(alone.p50() / raw.p50()),
-    );
-    report.rows.push(
-        Row::new(
-            "3",
+    report
+        .rows
+        .extend([p50.target("<= 1.5x", ratio <= TARGET), p99, rate]);
+    let (raw, alone) = (&mut raw.0, &mut alone.0);
+    report.rows.extend([
+        p50_row("  of which WasmHost::invoke alone: p50", alone, raw),
+        p50_row(
             "  the same, driven from a task on a worker (as `orca serve`): p50",
-        )
-        .orca(fmt_us(worker_engine.p50()))
-        .floor(fmt_us(worker_raw.p50()))
-        .ratio(worker_engine.p50() / worker_raw.p50()),
-    );
-    report.rows.push(
-        Row::new("3", "    of which WasmHost::invoke alone: p50")
-            .orca(fmt_us(worker_alone.p50()))
-            .floor(fmt_us(worker_raw.p50()))
-            .ratio(worker_alone.p50() / worker_raw.p50()),
-    );
+            &mut worker_engine,
+            &mut worker_raw,
+        ),
+        p50_row(
+            "    of which WasmHost::invoke alone: p50",
+            &mut worker_alone,
+            &mut worker_raw,
+        ),
+    ]);
     report.notes.push(format!(
         "3. `fraud-score.wasm` (the step the issue names): it parses the order, POSTs it to the \
          risk API (the in-process mock, answering `{{\"risk\": 0.2}}`) through the host's \
@@ -350,7 +336,7 @@ async fn fraud_score(
         report.missed.push(format!(
             "Wasm step (fraud-score through the engine): p50 {} vs {} raw = {ratio:.2}x \
              (target <= 1.5x).",
-            fmt_us(engine.p50()),
+            fmt_us(engine.0.p50()),
             fmt_us(raw.p50())
         ));
     }
@@ -389,38 +375,17 @@ async fn high_value(host: &WasmHost, window: Duration, report: &mut Report) -> R
         Box::new(|| Box::pin(through_the_host())),
         Box::new(|| Box::pin(by_hand())),
     ];
-    let mut measured = alternate(window, &calls).await?.into_iter();
-    let (Some((mut orca, orca_mean)), Some((mut raw, raw_mean))) =
-        (measured.next(), measured.next())
-    else {
-        unreachable!("two kinds of call, two sample sets");
-    };
-    report.rows.push(
-        Row::new(
-            "3",
-            "Wasm condition (high-value, no I/O), WasmHost::invoke: p50",
-        )
-        .orca(fmt_us(orca.p50()))
-        .floor(fmt_us(raw.p50()))
-        .ratio(orca.p50() / raw.p50()),
-    );
-    report.rows.push(
-        Row::new("3", "  p99")
-            .orca(fmt_us(orca.p99()))
-            .floor(fmt_us(raw.p99()))
-            .ratio(orca.p99() / raw.p99()),
-    );
-    report.rows.push(
-        Row::new("3", "  invocations/s/core (1 / mean)")
-            .orca(fmt_rate(1.0 / orca_mean))
-            .floor(fmt_rate(1.0 / raw_mean))
-            .ratio(orca_mean / raw_mean),
-    );
+    let [mut orca, mut raw] = alternate(window, &calls).await?;
+    report.rows.extend(call_rows(
+        "Wasm condition (high-value, no I/O), WasmHost::invoke: p50",
+        &mut orca,
+        &mut raw,
+    ));
     report.notes.push(format!(
         "3. `high-value.wasm` (a pure condition: `input.amount > threshold`): what the host \
          adds to a call when there is no I/O to hide it. {} calls each, as above. Orca: \
          `WasmHost::invoke` with default limits. Floor: as above (this guest calls no import).",
-        raw.len()
+        raw.0.len()
     ));
     Ok(())
 }
