@@ -16,8 +16,10 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) quick: bool,
-    /// Time box of one latency or throughput measurement.
+    /// Time box of one latency measurement, and of each throughput window.
     pub(crate) window: Duration,
+    /// How many windows a throughput is measured over (see `durable::Rates`).
+    pub(crate) rate_windows: usize,
     pub(crate) parked: usize,
     pub(crate) recovery: usize,
     pub(crate) postgres_url: String,
@@ -33,6 +35,7 @@ impl Settings {
         Settings {
             quick,
             window: Duration::from_millis(if quick { 1_000 } else { 4_000 }),
+            rate_windows: if quick { 1 } else { 3 },
             parked: if quick { 10_000 } else { 100_000 },
             recovery: if quick { 1_000 } else { 10_000 },
             postgres_url: std::env::var("ORCA_BENCH_POSTGRES_URL")

@@ -323,12 +323,15 @@ fn markdown(
          The mock service is axum on 127.0.0.1:0 in the same process and answers `{{\"ok\": true}}` \
          to everything; it shares the cores with the engine and with the floors. HTTP steps go \
          through the runtime's `HttpInvoker` (reqwest); the hand-written floors use one reqwest \
-         client with the same body and an `Idempotency-Key` header. Each latency window is {:.0} s, \
-         throughput windows likewise (workers loop over whole workflows until the window closes). \
+         client with the same body and an `Idempotency-Key` header. Each latency window is {:.0} s. \
+         A throughput is measured over {} windows of that length, one after another (workers \
+         loop over whole workflows until a window closes): the median is reported, with the \
+         range beside it when there are several. \
          PostgreSQL (synchronous_commit as configured on the server) and Redis are the local \
          servers; this run's schemas and keys (`{}*`) are dropped at the end. SQLite files live \
          in a temporary directory under /var/tmp, on the same disk as the fsync floor.\n\n",
         settings.window.as_secs_f64(),
+        settings.rate_windows,
         settings.tag
     ));
     doc.push_str("## Notes\n\n");

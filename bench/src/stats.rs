@@ -175,6 +175,37 @@ pub(crate) fn table(rows: &[Row]) -> String {
     out
 }
 
+/// Completions per second in each of several windows, one after another. One window's rate
+/// swings with what else the machine does meanwhile: on PostgreSQL every run of this section
+/// writes enough WAL to start a checkpoint, and the saves that follow it write whole pages.
+/// The median stands for the run; the range is shown beside it.
+pub(crate) struct Rates(pub(crate) Vec<f64>);
+
+impl Rates {
+    pub(crate) fn median(&self) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// The median, and the range when there was more than one window.
+    pub(crate) fn describe(&self) -> String {
+        let median = fmt_rate(self.median());
+        let (min, max) = self
+            .0
+            .iter()
+            .fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        if self.0.len() < 2 {
+            return median;
+        }
+        format!(
+            "{median} ({} to {})",
+            thousands(min.round() as u64),
+            thousands(max.round() as u64)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +254,13 @@ mod tests {
         assert!(lines.iter().all(|l| l.chars().count() == width), "{text}");
         assert!(lines[2].contains("1.10x") && lines[2].contains("MISSED"));
         assert!(!lines[3].contains("MISSED") && !lines[3].contains("met"));
+    }
+
+    #[test]
+    fn a_rate_is_the_median_window_with_the_range_beside_it() {
+        let rates = Rates(vec![4_375.4, 3_811.0, 5_535.2]);
+        assert_eq!(rates.median(), 4_375.4);
+        assert_eq!(rates.describe(), "4,375/s (3,811 to 5,535)");
+        assert_eq!(Rates(vec![812.0]).describe(), "812/s");
     }
 }
