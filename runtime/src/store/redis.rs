@@ -143,6 +143,20 @@ impl RedisStore {
         Ok(written[0])
     }
 
+    /// Loads the copy script into the server, as the first copy after a restart of Redis
+    /// (or a `SCRIPT FLUSH`) does. A test that counts the copies sent by counting `EVALSHA`
+    /// calls needs this first: against a server without the script, the first copy is sent
+    /// twice, once refused and once after loading it.
+    #[cfg(test)]
+    pub(crate) async fn load_copy_script(&self) -> Result<(), StoreError> {
+        scripts::PUT
+            .prepare_invoke()
+            .load_async(&mut self.conn.clone())
+            .await
+            .map(drop)
+            .map_err(redis_error)
+    }
+
     /// Carries out `writes` in one pipeline; whether each was done (a put can be declined,
     /// see [`Put`]; a removal always is done).
     pub(crate) async fn write_cache(

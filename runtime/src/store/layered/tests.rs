@@ -355,6 +355,8 @@ async fn proxied_with_e1(gather: Duration) -> (Fixture, HeldProxy, RedisStore, F
     };
     let f = gathering_for(gather, (proxied, guard)).await;
     let direct = RedisStore::open(&real).await.unwrap();
+    // Script calls through the proxy then count copies, whatever the server held before.
+    direct.load_copy_script().await.unwrap();
     let fence = f
         .store
         .create(&step("e1", "running", 0), "a", 10)
