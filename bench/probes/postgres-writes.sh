@@ -81,21 +81,24 @@ for size in 600 2800; do
   } >"$work/size-$size.sql"
 done
 
-# One call of orca_write, the statement of a batch under load, carrying $1 saves.
-for n in 1 2 4 8; do
-  python3 - "$n" >"$work/batch-$n.sql" <<'PY'
+# One call of orca_write, the statement of a batch under load, carrying $1 saves of a
+# record of about $2 bytes.
+batch() {
+  python3 - "$1" "$2" <<'PY'
 import sys
-n = int(sys.argv[1])
+n, size = int(sys.argv[1]), int(sys.argv[2])
 for k in range(n):
     print("\\set i%d random(1, 100000)" % k)
 arr = lambda v: "ARRAY[" + ",".join([v] * n) + "]"
 ids = "ARRAY[" + ",".join("'e' || :i%d" % k for k in range(n)) + "]"
-body = "convert_to(repeat(md5(random()::text) || '{\"step\":\"x\"},', 63), 'UTF8')"
+body = "convert_to(repeat(md5(random()::text) || '{\"step\":\"x\"},', %d), 'UTF8')" % (size // 44)
 print("SELECT count(*) FROM orca_write('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', "
       "%s, %s, %s, %s, %s, %s, %s);" % (ids, arr("1::bigint"), arr("'wf'"), arr("'running'"),
       arr("1::bigint"), "ARRAY[" + ",".join([body] * n) + "]", arr("false")))
 PY
-done
+}
+for n in 1 2 4 8; do batch "$n" 2800 >"$work/batch-$n.sql"; done
+for size in 600 2800; do batch 8 "$size" >"$work/batch-8-$size.sql"; done
 
 bench() { # clients, seconds, script -> "tps latency_ms"
   pgbench -n -c "$1" -j 2 -T "$2" -f "$3" "$url" 2>&1 |
@@ -138,4 +141,13 @@ echo "|---|---|---|"
 for n in 1 2 4 8; do
   tps=$(bench 6 8 "$work/batch-$n.sql" | awk '{print $1}')
   echo "| $n | $tps | $((tps * n)) |"
+done
+
+echo
+echo "## orca_write over 6 connections, 8 saves per call, by record size"
+echo "| body | calls/s | saves/s |"
+echo "|---|---|---|"
+for size in 600 2800 600 2800; do
+  tps=$(bench 6 8 "$work/batch-8-$size.sql" | awk '{print $1}')
+  echo "| $size B | $tps | $((tps * 8)) |"
 done
