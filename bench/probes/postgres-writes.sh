@@ -135,19 +135,20 @@ for size in 600 2800 600 2800; do
 done
 
 echo
+# A row of a batch table: $1 the label, $2 the script, $3 saves per call.
+batch_row() {
+  local tps
+  tps=$(bench 6 8 "$2" | awk '{print $1}')
+  echo "| $1 | $tps | $((tps * $3)) |"
+}
+
 echo "## orca_write over 6 connections (the store's batches in flight), by batch size"
 echo "| saves per call | calls/s | saves/s |"
 echo "|---|---|---|"
-for n in 1 2 4 8; do
-  tps=$(bench 6 8 "$work/batch-$n.sql" | awk '{print $1}')
-  echo "| $n | $tps | $((tps * n)) |"
-done
+for n in 1 2 4 8; do batch_row "$n" "$work/batch-$n.sql" "$n"; done
 
 echo
 echo "## orca_write over 6 connections, 8 saves per call, by record size"
 echo "| body | calls/s | saves/s |"
 echo "|---|---|---|"
-for size in 600 2800 600 2800; do
-  tps=$(bench 6 8 "$work/batch-8-$size.sql" | awk '{print $1}')
-  echo "| $size B | $tps | $((tps * 8)) |"
-done
+for size in 600 2800 600 2800; do batch_row "$size B" "$work/batch-8-$size.sql" 8; done
