@@ -104,13 +104,20 @@ async fn through_the_invoker(
     Ok(())
 }
 
-/// One kind of section 1's runs, alone, for a profiler (`--profile`).
+/// One kind of section 1's or section 3's runs, alone, for a profiler (`--profile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Profiled {
     Engine,
     Floor,
     Invoker,
+    /// Section 3's fraud-score: through the engine, through `WasmHost::invoke` alone, raw.
+    WasmEngine,
+    WasmHost,
+    WasmFloor,
 }
+
+/// What `--profile` takes, for its error messages and `--help`.
+pub(crate) const PROFILED: &str = "engine, floor, invoker, wasm-engine, wasm-host or wasm-floor";
 
 impl std::str::FromStr for Profiled {
     type Err = anyhow::Error;
@@ -120,7 +127,10 @@ impl std::str::FromStr for Profiled {
             "engine" => Ok(Profiled::Engine),
             "floor" => Ok(Profiled::Floor),
             "invoker" => Ok(Profiled::Invoker),
-            other => anyhow::bail!("--profile takes engine, floor or invoker, not `{other}`"),
+            "wasm-engine" => Ok(Profiled::WasmEngine),
+            "wasm-host" => Ok(Profiled::WasmHost),
+            "wasm-floor" => Ok(Profiled::WasmFloor),
+            other => anyhow::bail!("--profile takes {PROFILED}, not `{other}`"),
         }
     }
 }
@@ -136,6 +146,9 @@ pub(crate) async fn profile(kind: Profiled, runs: u64, base: &str) -> Result<()>
             Profiled::Engine => calls.through_the_engine(i).await?,
             Profiled::Floor => calls.by_hand(i).await?,
             Profiled::Invoker => calls.through_the_invoker(i).await?,
+            Profiled::WasmEngine | Profiled::WasmHost | Profiled::WasmFloor => {
+                return crate::wasm::profile(kind, runs).await;
+            }
         }
     }
     let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use self::floor::RawFloor;
 use crate::Report;
 use crate::common::{Settings, definitions, mock_service};
+use crate::engine::Profiled;
 use crate::stats::{Row, Samples, fmt_rate, fmt_us};
 
 /// Calls of each kind per block: long enough to amortize switching, short enough that drift
@@ -124,6 +125,26 @@ fn wasm_host() -> Result<(Arc<WasmHost>, Arc<HttpInvoker>, tempfile::TempDir)> {
     };
     let host = WasmHost::new(ComponentBlobs::new(blobs_dir.path()), services, None)?;
     Ok((Arc::new(host), http, blobs_dir))
+}
+
+/// Section 3's fraud-score run `runs` times one way only (see [`crate::engine::profile`]).
+pub(crate) async fn profile(kind: Profiled, runs: u64) -> Result<()> {
+    let (host, http, _blobs) = wasm_host()?;
+    let calls = ScoreCalls::new(&host, http).await?;
+    let [engine, alone, raw] = calls.kinds();
+    let call = match kind {
+        Profiled::WasmEngine => engine,
+        Profiled::WasmHost => alone,
+        Profiled::WasmFloor => raw,
+        other => anyhow::bail!("{other:?} is not one of section 3's kinds"),
+    };
+    let started = Instant::now();
+    for _ in 0..runs {
+        call().await?;
+    }
+    let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
+    println!("{kind:?}: {runs} runs of fraud-score, mean {mean:.1} µs per run");
+    Ok(())
 }
 
 pub(crate) async fn wasm_step(settings: &Settings, report: &mut Report) -> Result<()> {
