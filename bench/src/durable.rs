@@ -85,6 +85,7 @@ pub(crate) async fn durable(
     report
         .rows
         .push(Row::new("4", "floor: 3 POSTs by hand, c=64").floor(hand64.describe()));
+    let hand64 = hand64.median();
     let mut fsync = fsync_floor(settings, dir)?;
     report.rows.push(
         Row::new("4", "floor: one 4 KiB write + fdatasync, p50 / p99").floor(format!(
@@ -184,7 +185,7 @@ pub(crate) async fn durable(
         }
         let c16 = throughput(settings, 16, run.clone()).await?;
         let c64 = throughput(settings, 64, run.clone()).await?;
-        let (hand64, c64_median) = (hand64.median(), c64.median());
+        let c64_median = c64.median();
         let ratio = c1.p50() / hand.p50();
         let mut row = Row::new("4", &format!("{name}: 3 POSTs, c=1 p50 / p99"))
             .orca(format!("{} / {}", fmt_us(c1.p50()), fmt_us(c1.p99())))

@@ -107,13 +107,18 @@ async fn through_the_invoker(
 /// One kind of section 1's or section 3's runs, alone, for a profiler (`--profile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Profiled {
+    /// Section 1's 10 calls.
+    Sequential(SequentialWay),
+    /// Section 3's fraud-score.
+    Score(crate::wasm::ScoreWay),
+}
+
+/// How section 1's 10 calls are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SequentialWay {
     Engine,
     Floor,
     Invoker,
-    /// Section 3's fraud-score: through the engine, through `WasmHost::invoke` alone, raw.
-    WasmEngine,
-    WasmHost,
-    WasmFloor,
 }
 
 /// What `--profile` takes, for its error messages and `--help`.
@@ -123,13 +128,14 @@ impl std::str::FromStr for Profiled {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
+        use crate::wasm::ScoreWay;
         match s {
-            "engine" => Ok(Profiled::Engine),
-            "floor" => Ok(Profiled::Floor),
-            "invoker" => Ok(Profiled::Invoker),
-            "wasm-engine" => Ok(Profiled::WasmEngine),
-            "wasm-host" => Ok(Profiled::WasmHost),
-            "wasm-floor" => Ok(Profiled::WasmFloor),
+            "engine" => Ok(Profiled::Sequential(SequentialWay::Engine)),
+            "floor" => Ok(Profiled::Sequential(SequentialWay::Floor)),
+            "invoker" => Ok(Profiled::Sequential(SequentialWay::Invoker)),
+            "wasm-engine" => Ok(Profiled::Score(ScoreWay::Engine)),
+            "wasm-host" => Ok(Profiled::Score(ScoreWay::Host)),
+            "wasm-floor" => Ok(Profiled::Score(ScoreWay::Floor)),
             other => anyhow::bail!("--profile takes {PROFILED}, not `{other}`"),
         }
     }
@@ -138,22 +144,19 @@ impl std::str::FromStr for Profiled {
 /// Section 1's 10 calls made `runs` times one way only, with no report: run under `perf` or
 /// `valgrind --tool=callgrind`, the difference between two kinds is what Orca adds, counted
 /// instruction by instruction instead of timed on a noisy machine.
-pub(crate) async fn profile(kind: Profiled, runs: u64, base: &str) -> Result<()> {
+pub(crate) async fn profile(way: SequentialWay, runs: u64, base: &str) -> Result<()> {
     let calls = Sequential::new(base)?;
     let started = Instant::now();
     for i in 0..runs {
-        match kind {
-            Profiled::Engine => calls.through_the_engine(i).await?,
-            Profiled::Floor => calls.by_hand(i).await?,
-            Profiled::Invoker => calls.through_the_invoker(i).await?,
-            Profiled::WasmEngine | Profiled::WasmHost | Profiled::WasmFloor => {
-                return crate::wasm::profile(kind, runs).await;
-            }
+        match way {
+            SequentialWay::Engine => calls.through_the_engine(i).await?,
+            SequentialWay::Floor => calls.by_hand(i).await?,
+            SequentialWay::Invoker => calls.through_the_invoker(i).await?,
         }
     }
     let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
     println!(
-        "{kind:?}: {runs} runs of {} calls, mean {mean:.1} µs per run",
+        "{way:?}: {runs} runs of {} calls, mean {mean:.1} µs per run",
         Sequential::STEPS
     );
     Ok(())

@@ -136,9 +136,14 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
-    if let Some(kind) = args.profile {
-        let base = common::mock_service().await?;
-        return engine::profile(kind, args.runs, &base).await;
+    match args.profile {
+        Some(engine::Profiled::Sequential(way)) => {
+            let base = common::mock_service().await?;
+            return engine::profile(way, args.runs, &base).await;
+        }
+        // Its guest calls a mock service of its own.
+        Some(engine::Profiled::Score(way)) => return wasm::profile(way, args.runs).await,
+        None => {}
     }
     let mut settings = Settings::new(args.quick);
     settings.stores = args.stores.clone();

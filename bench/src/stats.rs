@@ -191,13 +191,13 @@ impl Rates {
     /// The median, and the range when there was more than one window.
     pub(crate) fn describe(&self) -> String {
         let median = fmt_rate(self.median());
+        if self.0.len() < 2 {
+            return median;
+        }
         let (min, max) = self
             .0
             .iter()
             .fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-        if self.0.len() < 2 {
-            return median;
-        }
         format!(
             "{median} ({} to {})",
             thousands(min.round() as u64),

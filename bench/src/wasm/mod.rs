@@ -31,7 +31,6 @@ use serde_json::{Value, json};
 use self::floor::RawFloor;
 use crate::Report;
 use crate::common::{Settings, definitions, mock_service};
-use crate::engine::Profiled;
 use crate::stats::{Row, Samples, fmt_rate, fmt_us};
 
 /// Calls of each kind per block: long enough to amortize switching, short enough that drift
@@ -127,23 +126,33 @@ fn wasm_host() -> Result<(Arc<WasmHost>, Arc<HttpInvoker>, tempfile::TempDir)> {
     Ok((Arc::new(host), http, blobs_dir))
 }
 
+/// How section 3's fraud-score is run, for a profiler (`--profile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScoreWay {
+    /// A one-step workflow through the engine.
+    Engine,
+    /// `WasmHost::invoke` alone.
+    Host,
+    /// Plain wasmtime.
+    Floor,
+}
+
 /// Section 3's fraud-score run `runs` times one way only (see [`crate::engine::profile`]).
-pub(crate) async fn profile(kind: Profiled, runs: u64) -> Result<()> {
+pub(crate) async fn profile(way: ScoreWay, runs: u64) -> Result<()> {
     let (host, http, _blobs) = wasm_host()?;
     let calls = ScoreCalls::new(&host, http).await?;
     let [engine, alone, raw] = calls.kinds();
-    let call = match kind {
-        Profiled::WasmEngine => engine,
-        Profiled::WasmHost => alone,
-        Profiled::WasmFloor => raw,
-        other => anyhow::bail!("{other:?} is not one of section 3's kinds"),
+    let call = match way {
+        ScoreWay::Engine => engine,
+        ScoreWay::Host => alone,
+        ScoreWay::Floor => raw,
     };
     let started = Instant::now();
     for _ in 0..runs {
         call().await?;
     }
     let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
-    println!("{kind:?}: {runs} runs of fraud-score, mean {mean:.1} µs per run");
+    println!("{way:?}: {runs} runs of fraud-score, mean {mean:.1} µs per run");
     Ok(())
 }
 
