@@ -5,8 +5,12 @@
 //! durable backends' semantics (saves keep the first `created_at_ms`, listing is newest first
 //! with ties broken by id, the same lease and fence rules) so that code tested against it
 //! behaves the same in production; `super::conformance` runs one suite against all of them.
+//!
+//! Unlike them it forgets: of the executions that have finished, only the most recent
+//! [`MemoryStore::KEEP_FINISHED`] are kept, so that a long-lived process (`orca serve --store
+//! memory`) does not grow without bound. Running executions are never dropped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque, hash_map};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -26,17 +30,43 @@ struct Entry {
 }
 
 /// Keyed by execution id.
-type Executions = HashMap<Arc<str>, Entry>;
+type ById = HashMap<Arc<str>, Entry>;
+
+#[derive(Debug, Default)]
+struct Executions {
+    by_id: ById,
+    /// The ids of finished executions, oldest first: the order they are forgotten in.
+    finished: VecDeque<Arc<str>>,
+}
 
 /// Executions held in process memory, keyed by execution id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     executions: Mutex<Executions>,
+    keep_finished: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
+    /// How many finished executions [`MemoryStore::new`] keeps: enough to look back over a
+    /// working session, and at a few tens of KB for a ten-step execution, tens of MB at most.
+    pub const KEEP_FINISHED: usize = 1_000;
+
     pub fn new() -> Self {
-        Self::default()
+        Self::keeping_finished(Self::KEEP_FINISHED)
+    }
+
+    /// A store that keeps the `keep` most recently finished executions and forgets older ones.
+    pub fn keeping_finished(keep: usize) -> Self {
+        MemoryStore {
+            executions: Mutex::default(),
+            keep_finished: keep,
+        }
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Executions>, StoreError> {
@@ -56,12 +86,34 @@ impl MemoryStore {
         op: impl FnOnce(&mut Entry) -> T,
     ) -> Result<T, StoreError> {
         let mut executions = self.lock()?;
-        Ok(op(fenced(&mut executions, id, fence)?))
+        Ok(op(fenced(&mut executions.by_id, id, fence)?))
+    }
+}
+
+impl Executions {
+    /// Forgets the oldest finished executions beyond the `keep` most recent. Returned rather
+    /// than dropped here: freeing a record is the caller's work, not the lock holder's.
+    fn forget_beyond(&mut self, keep: usize) -> Vec<Entry> {
+        let mut forgotten = Vec::new();
+        while self.finished.len() > keep {
+            let Some(id) = self.finished.pop_front() else {
+                break;
+            };
+            // Claimed again since it finished (only ever by hand): it is not finished now.
+            if let hash_map::Entry::Occupied(entry) = self.by_id.entry(id)
+                && entry.get().owner.is_none()
+            {
+                forgotten.push(entry.remove());
+            }
+        }
+        forgotten
     }
 }
 
 /// One write of a batch, under the lock the whole batch holds.
 fn apply(executions: &mut Executions, write: Write) -> Result<Fence, StoreError> {
+    let finished = &mut executions.finished;
+    let executions = &mut executions.by_id;
     match write {
         Write::Create {
             execution,
@@ -91,9 +143,10 @@ fn apply(executions: &mut Executions, write: Write) -> Result<Fence, StoreError>
             let created_at_ms = entry.record.created_at_ms;
             entry.record = kept(execution);
             entry.record.created_at_ms = created_at_ms;
-            if release {
-                entry.owner = None;
+            // Saved with its lease released: the execution has finished.
+            if release && entry.owner.take().is_some() {
                 entry.until_ms = 0;
+                finished.push_back(entry.record.id.clone());
             }
             Ok(fence)
         }
@@ -113,7 +166,7 @@ fn kept(mut record: StoredExecution) -> StoredExecution {
 
 /// The entry of `id` if `fence` is current.
 fn fenced<'a>(
-    executions: &'a mut Executions,
+    executions: &'a mut ById,
     id: &str,
     fence: Fence,
 ) -> Result<&'a mut Entry, StoreError> {
@@ -141,15 +194,20 @@ fn lease_of(id: &str, entry: &Entry) -> Option<Lease> {
 #[async_trait]
 impl ExecutionStore for MemoryStore {
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
-        let mut executions = self.lock()?;
-        Ok(batch
-            .into_iter()
-            .map(|write| apply(&mut executions, write))
-            .collect())
+        let (outcomes, forgotten) = {
+            let mut executions = self.lock()?;
+            let outcomes = batch
+                .into_iter()
+                .map(|write| apply(&mut executions, write))
+                .collect();
+            (outcomes, executions.forget_beyond(self.keep_finished))
+        };
+        drop(forgotten);
+        Ok(outcomes)
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
-        Ok(self.lock()?.get(id).map(|e| e.record.clone()))
+        Ok(self.lock()?.by_id.get(id).map(|e| e.record.clone()))
     }
 
     fn is_durable(&self) -> bool {
@@ -164,6 +222,7 @@ impl ExecutionStore for MemoryStore {
         let mut matching: Vec<StoredExecution> = {
             let executions = self.lock()?;
             executions
+                .by_id
                 .values()
                 .map(|e| &e.record)
                 .filter(|e| {
@@ -191,12 +250,13 @@ impl ExecutionStore for MemoryStore {
 #[async_trait]
 impl LeaseStore for MemoryStore {
     async fn lease(&self, id: &str) -> Result<Option<Lease>, StoreError> {
-        Ok(self.lock()?.get(id).and_then(|e| lease_of(id, e)))
+        Ok(self.lock()?.by_id.get(id).and_then(|e| lease_of(id, e)))
     }
 
     async fn claim(&self, id: &str, claim: &Claim<'_>) -> Result<Option<Fence>, StoreError> {
         let mut executions = self.lock()?;
         let entry = executions
+            .by_id
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let free = match &entry.owner {
@@ -230,6 +290,7 @@ impl LeaseStore for MemoryStore {
     async fn list_expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Lease>, StoreError> {
         let mut expired: Vec<Lease> = self
             .lock()?
+            .by_id
             .iter()
             .filter_map(|(id, e)| lease_of(id, e))
             .filter(|l| l.expired_at(now_ms))
@@ -251,6 +312,7 @@ impl LeaseStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<(StoredExecution, Fence)>, StoreError> {
         let mut executions = self.lock()?;
+        let executions = &mut executions.by_id;
         let mut expired: Vec<(u64, String)> = executions
             .iter()
             .filter_map(|(id, e)| lease_of(id, e))
@@ -312,6 +374,58 @@ mod tests {
         snug.extend_from_slice(&[b'y'; 1000]);
         let pointer = snug.as_ptr();
         assert_eq!(kept(record(snug.into())).body.as_ptr(), pointer);
+    }
+
+    fn execution(id: &str, status: &'static str) -> StoredExecution {
+        StoredExecution {
+            id: id.into(),
+            status: status.into(),
+            ..record(RecordBody::json(b"{}".to_vec()))
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_most_recently_finished_executions_are_kept() {
+        let store = MemoryStore::keeping_finished(2);
+        for id in ["a", "b", "c", "running", "stopped"] {
+            store
+                .create(&execution(id, "running"), "me", u64::MAX)
+                .await
+                .unwrap();
+        }
+        // Given up at shutdown, not finished: resumable, so never forgotten.
+        store.release("stopped", FIRST_FENCE).await.unwrap();
+        for id in ["a", "b", "c"] {
+            let finished = execution(id, "completed");
+            store.finish(&finished, FIRST_FENCE).await.unwrap();
+        }
+
+        let kept = |id: &'static str| {
+            let store = &store;
+            async move { store.load(id).await.unwrap().is_some() }
+        };
+        assert!(
+            !kept("a").await,
+            "the oldest finished execution is forgotten"
+        );
+        for id in ["b", "c", "running", "stopped"] {
+            assert!(kept(id).await, "{id} is kept");
+        }
+        let listed = store.list(&ListFilter::default()).await.unwrap();
+        assert_eq!(listed.len(), 4);
+
+        // A save that keeps the lease is not an end; the next finish pushes `b` out.
+        store
+            .save(&execution("running", "running"), FIRST_FENCE)
+            .await
+            .unwrap();
+        assert!(kept("b").await);
+        store
+            .finish(&execution("running", "completed"), FIRST_FENCE)
+            .await
+            .unwrap();
+        assert!(!kept("b").await);
+        assert!(kept("c").await && kept("running").await);
     }
 
     /// Counts how often it is serialized.
