@@ -684,18 +684,22 @@ impl Execution {
     }
 
     fn refresh_current(&mut self) {
-        self.current = self
-            .steps
-            .iter()
-            .filter(|s| s.status.is_active())
-            .map(|s| s.name.clone())
-            .chain(
-                self.compensations
-                    .iter()
-                    .filter(|c| c.status.is_active())
-                    .map(|c| format!("{} (compensation)", c.step).into()),
-            )
-            .collect();
+        // Refilled in place: it changes at every step, and one buffer serves them all.
+        let mut current = std::mem::take(&mut self.current);
+        current.clear();
+        current.extend(
+            self.steps
+                .iter()
+                .filter(|s| s.status.is_active())
+                .map(|s| s.name.clone()),
+        );
+        current.extend(
+            self.compensations
+                .iter()
+                .filter(|c| c.status.is_active())
+                .map(|c| Arc::<str>::from(format!("{} (compensation)", c.step))),
+        );
+        self.current = current;
     }
 }
 
