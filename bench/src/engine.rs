@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use orca_runtime::cached_json::CachedJson;
-use orca_runtime::engine::{Bindings, Status};
+use orca_runtime::engine::{Action, Bindings, Event, Execution, Status};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
-use orca_runtime::invoke::{Failure, HttpRequest, Invoker, Request, Response};
+use orca_runtime::invoke::{Failure, HeadersBuilder, HttpRequest, Invoker, Request, Response};
 use orca_runtime::plan::Plan;
 use orca_runtime::runner::{Runner, WorkflowSource};
 use orca_runtime::store::MemoryStore;
@@ -119,10 +119,13 @@ pub(crate) enum SequentialWay {
     Engine,
     Floor,
     Invoker,
+    /// Through the engine with an invoker that answers at once: no I/O.
+    Runner,
 }
 
 /// What `--profile` takes, for its error messages and `--help`.
-pub(crate) const PROFILED: &str = "engine, floor, invoker, wasm-engine, wasm-host or wasm-floor";
+pub(crate) const PROFILED: &str =
+    "engine, floor, invoker, runner, wasm-engine, wasm-host or wasm-floor";
 
 impl std::str::FromStr for Profiled {
     type Err = anyhow::Error;
@@ -133,6 +136,7 @@ impl std::str::FromStr for Profiled {
             "engine" => Ok(Profiled::Sequential(SequentialWay::Engine)),
             "floor" => Ok(Profiled::Sequential(SequentialWay::Floor)),
             "invoker" => Ok(Profiled::Sequential(SequentialWay::Invoker)),
+            "runner" => Ok(Profiled::Sequential(SequentialWay::Runner)),
             "wasm-engine" => Ok(Profiled::Score(ScoreWay::Engine)),
             "wasm-host" => Ok(Profiled::Score(ScoreWay::Host)),
             "wasm-floor" => Ok(Profiled::Score(ScoreWay::Floor)),
@@ -146,12 +150,17 @@ impl std::str::FromStr for Profiled {
 /// instruction by instruction instead of timed on a noisy machine.
 pub(crate) async fn profile(way: SequentialWay, runs: u64, base: &str) -> Result<()> {
     let calls = Sequential::new(base)?;
+    let at_once = Runner::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(AnswersAtOnce(mock_answer())),
+    );
     let started = Instant::now();
     for i in 0..runs {
         match way {
             SequentialWay::Engine => calls.through_the_engine(i).await?,
             SequentialWay::Floor => calls.by_hand(i).await?,
             SequentialWay::Invoker => calls.through_the_invoker(i).await?,
+            SequentialWay::Runner => calls.run_on(&at_once, i).await?,
         }
     }
     let mean = started.elapsed().as_secs_f64() * 1e6 / runs.max(1) as f64;
@@ -248,6 +257,81 @@ impl Sequential {
     }
 }
 
+/// What the mock service answers, as `HttpInvoker` hands it to the engine.
+fn mock_answer() -> Response {
+    let mut headers = HeadersBuilder::with_capacity(3, 80);
+    headers.append("content-length", "11");
+    headers.append("content-type", "application/json");
+    headers.append("date", "Sun, 06 Dec 2026 05:00:00 GMT");
+    Response {
+        status: 200,
+        headers: headers.build(),
+        body: serde_json::json!({"ok": true}),
+    }
+}
+
+/// The engine's state machine alone, with its cache warm: `runs` executions of the workflow
+/// started and applied answers until they finish, with no I/O, runner or store. The engine
+/// does the same work between two calls of a real run, on caches that the kernel's network
+/// stack, the HTTP client and the mock service have been through since; the difference
+/// between the two is what touching that memory again costs. Microseconds per step.
+fn state_machine_alone(plan: &Plan, bindings: &Bindings, runs: u64) -> Result<f64> {
+    // Each step is handed a copy, as the invoker hands it a new one.
+    let answer = mock_answer();
+    let (mut steps, started) = (0u64, Instant::now());
+    for i in 0..runs {
+        let (mut execution, mut actions) =
+            Execution::start(plan, format!("alone-{i}"), input(i), bindings.clone(), 0);
+        loop {
+            let next = actions.drain(..).find_map(|action| match action {
+                Action::Invoke {
+                    target, attempt, ..
+                } => Some((target, attempt)),
+                _ => None,
+            });
+            let Some((target, attempt)) = next else {
+                break;
+            };
+            let response = answer.clone();
+            let event = Event::Succeeded {
+                target,
+                attempt,
+                response,
+            };
+            execution.apply_into(plan, event, 0, &mut actions);
+            steps += 1;
+        }
+        ensure!(
+            execution.status == Status::Completed,
+            "the workflow ended {:?}",
+            execution.status
+        );
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / steps.max(1) as f64)
+}
+
+/// Answers every call at once with the same response, as the mock would.
+struct AnswersAtOnce(Response);
+
+#[async_trait::async_trait]
+impl Invoker for AnswersAtOnce {
+    async fn invoke(&self, _request: &Request, _attempt: u32) -> Result<Response, Failure> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The whole engine (runner, store, state machine) with an invoker that answers at once, so
+/// with no I/O and its cache warm: microseconds per workflow.
+async fn runner_alone(calls: &Sequential, runs: u64) -> Result<f64> {
+    let answers = Arc::new(AnswersAtOnce(mock_answer()));
+    let runner = Runner::new(Arc::new(MemoryStore::new()), answers);
+    let started = Instant::now();
+    for i in 0..runs {
+        calls.run_on(&runner, i).await?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / runs as f64)
+}
+
 /// How long `run` took, if it succeeded.
 async fn timed(run: impl Future<Output = Result<()>>) -> Result<Duration> {
     let started = Instant::now();
@@ -309,6 +393,8 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
         i += 1;
     }
     let (mut worker_orca, mut worker_floor) = on_a_worker(calls.clone(), settings.window).await?;
+    let alone_per_step = state_machine_alone(&calls.plan, &calls.bindings, 5_000)?;
+    let runner_per_workflow = runner_alone(&calls, 5_000).await?;
     let ratio = orca.p50() / floor.p50();
     let per_step = (orca.p50() - floor.p50()) / STEPS as f64;
     report.rows.push(
@@ -346,12 +432,23 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
         Row::new("1", "    between an answer and the next call, per step")
             .orca(fmt_us(between.p50() / (steps - 1.0))),
     );
+    report.rows.push(
+        Row::new("1", "      of which the state machine, run alone, warm")
+            .orca(fmt_us(alone_per_step)),
+    );
     report
         .rows
         .push(Row::new("1", "    after the last answer").orca(fmt_us(after_last.p50())));
     report.rows.push(
         Row::new("1", "    in the 10 calls, over HttpInvoker alone")
             .orca(fmt_us(in_calls.p50() - alone_calls)),
+    );
+    report.rows.push(
+        Row::new(
+            "1",
+            "  the engine with an invoker that answers at once (no I/O, warm): per workflow",
+        )
+        .orca(fmt_us(runner_per_workflow)),
     );
     report.rows.push(
         Row::new(
@@ -374,7 +471,12 @@ pub(crate) async fn sequential(settings: &Settings, base: &str, report: &mut Rep
          each call begins and ends, which splits the engine's time into what comes before, \
          between and after the calls. These runs await from the thread that blocks on the \
          runtime, as `orca run` does; then {} more of engine and floor alternate on a task \
-         spawned onto the runtime's workers, where `orca serve` drives executions.",
+         spawned onto the runtime's workers, where `orca serve` drives executions. Last, with \
+         no I/O and so with warm caches, 5,000 workflows through the state machine alone \
+         (answers applied as they would arrive) and 5,000 through the engine with an invoker \
+         that answers at once: set against the timed runs, they show how much of the engine's \
+         time is its work and how much is touching memory that the network stack, the HTTP \
+         client and the mock service have been through since.",
         orca.len(),
         worker_orca.len()
     ));

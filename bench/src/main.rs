@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p orca-bench -- [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]
 //!     [--stores memory,sqlite,postgresql,redis,redis+postgresql]
-//! cargo run --release -p orca-bench -- --profile engine|floor|invoker|wasm-engine|wasm-host|wasm-floor [--runs 2000]
+//! cargo run --release -p orca-bench -- --profile engine|floor|invoker|runner|wasm-engine|wasm-host|wasm-floor [--runs 2000]
 //! ```
 //!
 //! Prints a table and writes it, with the method, date and machine, to `--out`. PostgreSQL
@@ -110,7 +110,7 @@ fn parse_args() -> Result<Args> {
                 println!(
                     "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6] \
                      [--stores memory,sqlite,postgresql,redis,redis+postgresql]\n\
-                     orca-bench --profile engine|floor|invoker|wasm-engine|wasm-host|wasm-floor \
+                     orca-bench --profile engine|floor|invoker|runner|wasm-engine|wasm-host|wasm-floor \
                      [--runs 2000]: section 1's (or section 3's) runs of one kind only, nothing \
                      written, for perf or callgrind.\n\
                      Full run ~5 min, --quick ~1 min."
