@@ -254,6 +254,18 @@ impl Template {
         encode: fn(&str) -> String,
     ) -> Result<String, EvalError> {
         let mut out = String::new();
+        self.render_onto(scope, encode, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Template::render`], appended to `out`: a URL is its service's base followed by the
+    /// rendered endpoint, made in one buffer.
+    pub fn render_onto(
+        &self,
+        scope: &dyn Variables,
+        encode: fn(&str) -> String,
+        out: &mut String,
+    ) -> Result<(), EvalError> {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
@@ -271,7 +283,18 @@ impl Template {
                 }
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The length of the template's literal text: what it renders to, less its expressions.
+    pub fn literal_len(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.len(),
+                Part::Expr(_) | Part::InputField(_) => 0,
+            })
+            .sum()
     }
 
     /// Renders to JSON: a template that is exactly one `${ expr }` keeps the value's type.

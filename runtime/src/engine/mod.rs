@@ -159,7 +159,7 @@ impl Execution {
                 attempt: 0,
                 response,
             } if self.steps[i].is_current(StepStatus::Evaluating, 0) => match response.body {
-                Json::Bool(true) => self.perform(plan, i, Vec::new(), now_ms, actions),
+                Json::Bool(true) => self.perform(plan, i, Signals::new(), now_ms, actions),
                 Json::Bool(false) => self.skip(plan, i, now_ms),
                 other => self.fail_step(
                     i,
@@ -438,7 +438,7 @@ impl Execution {
         &mut self,
         plan: &Plan,
         i: NodeId,
-        senders: Vec<NodeId>,
+        senders: Signals,
         now_ms: u64,
         actions: &mut Vec<Action>,
     ) {

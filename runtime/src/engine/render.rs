@@ -226,14 +226,13 @@ impl Execution {
             Some(base) => Cow::Borrowed(base.as_str()),
             None => Cow::Owned(format!("http://{}", call.service)),
         };
-        let path = call
-            .endpoint
-            .render(&scope, encode)
-            .map_err(|e| format!("endpoint: {e}"))?;
         let base = base.trim_end_matches('/');
-        let mut url = String::with_capacity(base.len() + path.len());
+        // Room for what the expressions of the endpoint usually add, so it is made once.
+        let mut url = String::with_capacity(base.len() + call.endpoint.literal_len() + 32);
         url.push_str(base);
-        url.push_str(&path);
+        call.endpoint
+            .render_onto(&scope, encode, &mut url)
+            .map_err(|e| format!("endpoint: {e}"))?;
         for (n, (name, value)) in call.query.iter().enumerate() {
             let value = value
                 .render(&scope, str::to_string)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+use smallvec::SmallVec;
 
 use crate::cached_json::CachedJson;
 use crate::invoke::{Failure, FailureKind, Headers, Request, Response};
@@ -122,11 +123,19 @@ pub struct Execution {
     pub cancelled: bool,
 }
 
+/// A call's attempts: almost always one, kept inline so that a step's first attempt does
+/// not allocate. Serialized as a list.
+pub type Attempts = SmallVec<[Attempt; 1]>;
+
+/// The predecessors that signalled a node: one in a sequence, a few at a join; inline for
+/// the same reason.
+pub type Signals = SmallVec<[NodeId; 2]>;
+
 /// The progress of one call: a step's or a compensation's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub status: StepStatus,
-    pub attempts: Vec<Attempt>,
+    pub attempts: Attempts,
     /// The rendered request, reused by every attempt and by a resumed run. Shared with the
     /// actions that send it, so an attempt does not copy its URL, headers and body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +154,7 @@ impl Run {
     fn new() -> Self {
         Run {
             status: StepStatus::Pending,
-            attempts: Vec::new(),
+            attempts: Attempts::new(),
             request: None,
             timer_at_ms: None,
             error: None,
@@ -191,7 +200,7 @@ pub struct StepRun {
     pub armed: bool,
     /// The predecessors that signalled since the node last started.
     #[serde(default)]
-    pub signals: Vec<NodeId>,
+    pub signals: Signals,
 }
 
 impl Deref for StepRun {
@@ -322,12 +331,13 @@ impl Execution {
                         response: None,
                         chosen: None,
                         armed: false,
-                        signals: Vec::new(),
+                        signals: Signals::new(),
                     })
                 })
                 .collect(),
             current: Vec::new(),
-            completion_order: Vec::new(),
+            // Every node completes at most once outside state-machine loops: one allocation.
+            completion_order: Vec::with_capacity(plan.nodes.len()),
             compensations: Vec::new(),
             output: None,
             failure: None,

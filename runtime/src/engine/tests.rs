@@ -471,6 +471,32 @@ fn a_resumed_execution_resends_in_flight_calls_with_the_same_key_and_skips_compl
     assert_eq!(output(&revived)["validate_order"], json!({"ok": 1}));
 }
 
+/// Attempts and signals are kept inline, not in a `Vec`; records keep writing them as lists,
+/// so records written before still load and readers of the JSON see no change.
+#[test]
+fn a_step_s_attempts_and_signals_are_written_as_lists() {
+    let plan = seed("01-SequentialOrchestration.yaml");
+    let (mut e, _) = start(&plan, json!({}));
+    e.apply(
+        &plan,
+        ok(step(&plan, "validate_order"), 1, json!({"ok": 1})),
+        2,
+    );
+    let record = serde_json::to_value(&e).unwrap();
+    let validated_at = plan.find("validate_order").unwrap();
+    let validated = &record["steps"][validated_at];
+    assert_eq!(validated["attempts"][0]["number"], 1);
+    assert_eq!(validated["attempts"][0]["outcome"]["result"], "ok");
+    assert_eq!(validated["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(validated["signals"], json!([]));
+
+    let mut written_before = record.clone();
+    written_before["steps"][validated_at]["signals"] = json!([0, 1, 2]);
+    let loaded: Execution = serde_json::from_value(written_before).unwrap();
+    let signals = &loaded.steps[validated_at].signals;
+    assert_eq!(signals.as_slice(), [0, 1, 2]);
+}
+
 const MACHINE: &str = r#"
 apiVersion: orca.dev/v1
 kind: WorkflowDefinition
