@@ -150,10 +150,7 @@ impl std::str::FromStr for Profiled {
 /// instruction by instruction instead of timed on a noisy machine.
 pub(crate) async fn profile(way: SequentialWay, runs: u64, base: &str) -> Result<()> {
     let calls = Sequential::new(base)?;
-    let at_once = Runner::new(
-        Arc::new(MemoryStore::new()),
-        Arc::new(AnswersAtOnce(mock_answer())),
-    );
+    let at_once = AnswersAtOnce::runner();
     let started = Instant::now();
     for i in 0..runs {
         match way {
@@ -313,6 +310,14 @@ fn state_machine_alone(plan: &Plan, bindings: &Bindings, runs: u64) -> Result<f6
 /// Answers every call at once with the same response, as the mock would.
 struct AnswersAtOnce(Response);
 
+impl AnswersAtOnce {
+    /// The engine on the memory store, calling through this invoker.
+    fn runner() -> Runner {
+        let answers = Arc::new(AnswersAtOnce(mock_answer()));
+        Runner::new(Arc::new(MemoryStore::new()), answers)
+    }
+}
+
 #[async_trait::async_trait]
 impl Invoker for AnswersAtOnce {
     async fn invoke(&self, _request: &Request, _attempt: u32) -> Result<Response, Failure> {
@@ -323,8 +328,7 @@ impl Invoker for AnswersAtOnce {
 /// The whole engine (runner, store, state machine) with an invoker that answers at once, so
 /// with no I/O and its cache warm: microseconds per workflow.
 async fn runner_alone(calls: &Sequential, runs: u64) -> Result<f64> {
-    let answers = Arc::new(AnswersAtOnce(mock_answer()));
-    let runner = Runner::new(Arc::new(MemoryStore::new()), answers);
+    let runner = AnswersAtOnce::runner();
     let started = Instant::now();
     for i in 0..runs {
         calls.run_on(&runner, i).await?;

@@ -94,11 +94,9 @@ impl Executions {
     /// Forgets the oldest finished executions beyond the `keep` most recent. Returned rather
     /// than dropped here: freeing a record is the caller's work, not the lock holder's.
     fn forget_beyond(&mut self, keep: usize) -> Vec<Entry> {
+        let excess = self.finished.len().saturating_sub(keep);
         let mut forgotten = Vec::new();
-        while self.finished.len() > keep {
-            let Some(id) = self.finished.pop_front() else {
-                break;
-            };
+        for id in self.finished.drain(..excess) {
             // Claimed again since it finished (only ever by hand): it is not finished now.
             if let hash_map::Entry::Occupied(entry) = self.by_id.entry(id)
                 && entry.get().owner.is_none()
@@ -112,8 +110,10 @@ impl Executions {
 
 /// One write of a batch, under the lock the whole batch holds.
 fn apply(executions: &mut Executions, write: Write) -> Result<Fence, StoreError> {
-    let finished = &mut executions.finished;
-    let executions = &mut executions.by_id;
+    let Executions {
+        by_id: executions,
+        finished,
+    } = executions;
     match write {
         Write::Create {
             execution,
