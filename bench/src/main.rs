@@ -48,6 +48,8 @@ struct Args {
     /// `--profile KIND`: section 1's runs of one kind only, `runs` of them, for a profiler.
     profile: Option<engine::Profiled>,
     runs: u64,
+    /// `--one-thread`: a profile on a current-thread runtime (see [`main`]).
+    one_thread: bool,
     /// `--child`: run the sections of `--only` and print their report as JSON, nothing else.
     child: bool,
 }
@@ -60,6 +62,7 @@ fn parse_args() -> Result<Args> {
         stores: None,
         profile: None,
         runs: 2_000,
+        one_thread: false,
         child: false,
     };
     let mut it = std::env::args().skip(1);
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Args> {
         match arg.as_str() {
             "--quick" => args.quick = true,
             "--child" => args.child = true,
+            "--one-thread" => args.one_thread = true,
             "--out" => args.out = it.next().context("--out needs a path")?.into(),
             "--only" => {
                 args.only = it
@@ -111,8 +115,9 @@ fn parse_args() -> Result<Args> {
                     "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6] \
                      [--stores memory,sqlite,postgresql,redis,redis+postgresql]\n\
                      orca-bench --profile engine|floor|invoker|runner|wasm-engine|wasm-host|wasm-floor \
-                     [--runs 2000]: section 1's (or section 3's) runs of one kind only, nothing \
-                     written, for perf or callgrind.\n\
+                     [--runs 2000] [--one-thread]: section 1's (or section 3's) runs of one kind \
+                     only, nothing written, for perf or callgrind; --one-thread runs them and the \
+                     mock service on one thread, so that cachegrind's counts repeat.\n\
                      Full run ~5 min, --quick ~1 min."
                 );
                 std::process::exit(0);
@@ -129,9 +134,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // Under valgrind the threads of a multi-threaded runtime interleave differently from run
+    // to run, and a count of cache misses moved by 2 to 4 % with one binary. On one thread
+    // the same runs make the same misses, as when `orca serve` drives a workflow whose calls
+    // all land on its worker (bench/FINDINGS.md, section 1).
+    let runtime = if args.one_thread && args.profile.is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(run(args))
 }
 
