@@ -104,7 +104,9 @@ impl Fixture {
     }
 
     async fn call(&self, request: ComponentRequest) -> Result<Response, Failure> {
-        self.host.invoke(&Request::Component(request), 1).await
+        self.host
+            .invoke(&Request::Component(Box::new(request)), 1)
+            .await
     }
 }
 

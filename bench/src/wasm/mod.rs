@@ -218,7 +218,7 @@ impl ScoreCalls {
         };
         let runner = Runner::new(Arc::new(MemoryStore::new()), Arc::new(dispatcher));
 
-        let request = Request::Component(ComponentRequest {
+        let request = Request::Component(Box::new(ComponentRequest {
             component: "fraud-score".into(),
             digest: bindings.components["fraud-score"].clone(),
             export: Export::Step,
@@ -235,7 +235,7 @@ impl ScoreCalls {
                 ..Grants::default()
             },
             limits: Limits::default(),
-        });
+        }));
         let floor = RawFloor::new(&guest_bytes("fraud-score")?)?;
         let context = floor::context("score", &input.to_string(), &config.to_string());
         let calls = ScoreCalls {
@@ -375,7 +375,7 @@ async fn fraud_score(
 
 async fn high_value(host: &WasmHost, window: Duration, report: &mut Report) -> Result<()> {
     let bytes = guest_bytes("high-value")?;
-    let request = Request::Component(ComponentRequest {
+    let request = Request::Component(Box::new(ComponentRequest {
         component: "high-value".into(),
         digest: host.blobs().put(&bytes)?,
         export: Export::Condition,
@@ -389,7 +389,7 @@ async fn high_value(host: &WasmHost, window: Duration, report: &mut Report) -> R
         config: json!({}),
         grants: Grants::default(),
         limits: Limits::default(),
-    });
+    }));
     let through_the_host = async || -> Result<()> {
         let r = host.invoke(&request, 1).await.map_err(|e| anyhow!("{e}"))?;
         ensure!(r.body == json!(true), "high-value said {}", r.body);

@@ -182,7 +182,7 @@ impl Execution {
                 base.extend(extra);
             }
         }
-        Ok(Request::Component(ComponentRequest {
+        Ok(Request::Component(Box::new(ComponentRequest {
             component: call.component.clone(),
             digest,
             export,
@@ -201,7 +201,7 @@ impl Execution {
             config,
             grants: call.grants.clone(),
             limits: call.limits,
-        }))
+        })))
     }
 
     /// Completed steps' results by name, shared with the steps.
