@@ -125,6 +125,10 @@ fn parse_args() -> Result<Args> {
             other => bail!("unknown argument `{other}` (try --help)"),
         }
     }
+    // The timed sections measure the multi-threaded runtime that `orca` runs on.
+    if args.one_thread && args.profile.is_none() {
+        bail!("--one-thread applies only to --profile runs (try --help)");
+    }
     Ok(args)
 }
 
@@ -138,7 +142,7 @@ fn main() -> Result<()> {
     // to run, and a count of cache misses moved by 2 to 4 % with one binary. On one thread
     // the same runs make the same misses, as when `orca serve` drives a workflow whose calls
     // all land on its worker (bench/FINDINGS.md, section 1).
-    let runtime = if args.one_thread && args.profile.is_some() {
+    let runtime = if args.one_thread {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
