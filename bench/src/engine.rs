@@ -9,6 +9,7 @@ use orca_runtime::cached_json::CachedJson;
 use orca_runtime::engine::{Action, Bindings, Event, Execution, Status};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{Failure, HeadersBuilder, HttpRequest, Invoker, Request, Response};
+use orca_runtime::payload::Payload;
 use orca_runtime::plan::Plan;
 use orca_runtime::runner::{Runner, WorkflowSource};
 use orca_runtime::store::MemoryStore;
@@ -270,7 +271,8 @@ fn mock_answer() -> Response {
     Response {
         status: 200,
         headers: headers.build(),
-        body: serde_json::json!({"ok": true}),
+        // As it came: JSON text, not yet parsed.
+        body: Payload::from_body(br#"{"ok": true}"#.to_vec()),
     }
 }
 

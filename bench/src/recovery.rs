@@ -50,7 +50,7 @@ impl Invoker for Answer {
         Ok(Response {
             status: 200,
             headers: Default::default(),
-            body: json!({"ok": true}),
+            body: json!({"ok": true}).into(),
         })
     }
 }

@@ -3,8 +3,14 @@
 //! These are the engine's side of Wasm steps: plain, serializable values stored on the
 //! execution like an HTTP request. `crate::wasm` carries them out; nothing here knows wasmtime.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+
+use crate::cached_json::CachedJson;
+use crate::payload::Payload;
 
 /// Which export to call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +44,10 @@ pub struct ComponentRequest {
     pub execution_id: String,
     pub workflow: String,
     pub step: String,
-    pub input: Json,
-    /// Completed steps' results by name.
-    pub results: Json,
+    /// The execution's input, shared with it.
+    pub input: CachedJson<Json>,
+    /// Completed steps' results by name, shared with the steps.
+    pub results: BTreeMap<Arc<str>, Arc<Payload>>,
     pub config: Json,
     pub grants: Grants,
     pub limits: Limits,

@@ -14,13 +14,13 @@ use reqwest::header::{
     ACCEPT, CONTENT_TYPE, Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use reqwest::{Method, StatusCode};
-use serde_json::Value as Json;
 
 mod origins;
 
 use crate::invoke::{
     Failure, FailureKind, Headers, HeadersBuilder, HttpRequest, Invoker, Request, Response,
 };
+use crate::payload::Payload;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
@@ -110,7 +110,7 @@ impl HttpInvoker {
         Ok(Response {
             status: status.as_u16(),
             headers,
-            body: parse_body(&body),
+            body: Payload::from_body(body),
         })
     }
 
@@ -320,14 +320,6 @@ fn retry_after_ms(headers: &HeaderMap) -> Option<u64> {
     Some(seconds.saturating_mul(1000))
 }
 
-fn parse_body(bytes: &[u8]) -> Json {
-    if bytes.is_empty() {
-        return Json::Null;
-    }
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
 fn snippet(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
@@ -390,7 +382,7 @@ mod tests {
     use axum::response::AppendHeaders;
     use axum::routing::{any, get};
     use futures_util::{StreamExt, stream};
-    use serde_json::json;
+    use serde_json::{Value as Json, json};
     use tokio::sync::mpsc;
 
     use super::*;
@@ -445,14 +437,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn json_response_is_parsed() {
+    async fn json_response_is_kept_as_the_text_it_came_as() {
         let router = Router::new().route(
             "/items/7",
             get(|| async {
                 (
                     // Plain header arrays replace duplicates; the repeated header needs appending.
+                    [("content-type", "application/json")],
                     AppendHeaders([("x-trace", "abc"), ("x-multi", "a"), ("x-multi", "b")]),
-                    axum::Json(json!({"id": 7, "tags": ["a", "b"], "ok": true})),
+                    r#"{"id": 7,  "tags": ["a", "b"], "ok": true}"#,
                 )
             }),
         );
@@ -463,6 +456,11 @@ mod tests {
             .unwrap();
 
         assert_eq!(response.status, 200);
+        assert!(response.body.parsed().is_none(), "parsed only when read");
+        assert_eq!(
+            response.body.json().get(),
+            r#"{"id": 7,  "tags": ["a", "b"], "ok": true}"#
+        );
         assert_eq!(
             response.body,
             json!({"id": 7, "tags": ["a", "b"], "ok": true})

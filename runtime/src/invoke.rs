@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 
 use crate::cached_json::CachedJson;
 use crate::component::{ComponentRequest, Phase};
+use crate::payload::Payload;
 
 /// A rendered call, stored on the execution before it is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,12 +65,13 @@ impl Request {
     }
 }
 
-/// A successful response: the parsed JSON body (a string when it is not JSON).
+/// A successful response: its JSON body (a string when it is not JSON), kept as text until
+/// something reads it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub status: u16,
     pub headers: Headers,
-    pub body: Json,
+    pub body: Payload,
 }
 
 /// Why a call failed, classified so a retry policy can decide.

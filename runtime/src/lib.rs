@@ -8,6 +8,7 @@ pub mod expr;
 pub mod http;
 pub mod invoke;
 pub mod metrics;
+pub mod payload;
 pub mod plan;
 pub mod progress;
 pub mod retry;

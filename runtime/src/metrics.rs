@@ -387,7 +387,7 @@ mod tests {
             Arc::new(Answer(Ok(Response {
                 status: 201,
                 headers: Default::default(),
-                body: serde_json::Value::Null,
+                body: serde_json::Value::Null.into(),
             }))),
             metrics.clone(),
         );

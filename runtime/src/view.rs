@@ -27,7 +27,7 @@ pub fn execution(e: &Execution) -> Json {
                 v["visits"] = json!(s.visits);
             }
             if let Some(r) = &s.result {
-                v["result"] = Json::clone(r);
+                v["result"] = r.value().clone();
             }
             v
         }).collect::<Vec<_>>(),

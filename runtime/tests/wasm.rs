@@ -15,9 +15,20 @@ use axum::routing::post;
 use orca_runtime::component::{ComponentRequest, Export, Grants, Limits, Phase};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{Failure, FailureKind, Invoker, Request, Response, TrapKind};
+use orca_runtime::payload::Payload;
 use orca_runtime::store::kv::{KvStore, MemoryKv};
 use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost};
 use serde_json::{Value, json};
+
+/// Earlier steps' results as a component request carries them, from one JSON object.
+fn results(object: Value) -> BTreeMap<Arc<str>, Arc<Payload>> {
+    let Value::Object(map) = object else {
+        panic!("results are an object")
+    };
+    map.into_iter()
+        .map(|(name, result)| (name.into(), Arc::new(result.into())))
+        .collect()
+}
 
 /// Where `guest-examples/build.sh` put the components: `$ORCA_GUEST_DIR`, else `guests/` in
 /// the target directory this test binary was built into.
@@ -95,8 +106,8 @@ impl Fixture {
             execution_id: "ex-1".into(),
             workflow: "wf".into(),
             step: "score".into(),
-            input,
-            results: json!({}),
+            input: input.into(),
+            results: Default::default(),
             config,
             grants: Grants::default(),
             limits: Limits::default(),
@@ -389,7 +400,7 @@ async fn refund_compensates_with_the_payment_from_earlier_results_and_records_it
         json!({"refund_url": format!("http://{addr}/refund"), "payment_step": "pay"}),
     );
     request.phase = Phase::Compensate;
-    request.results = json!({"pay": {"payment_id": "p-7"}});
+    request.results = results(json!({"pay": {"payment_id": "p-7"}}));
     request.grants.http = vec!["127.0.0.1:*".into()];
     request.grants.state_execution = true;
     let response = f.call(request).await.unwrap();
@@ -425,7 +436,8 @@ async fn aggregate_merges_earlier_results() {
         json!({"order_id": "o-9"}),
         json!({}),
     );
-    request.results = json!({"score": {"decision": "approve"}, "pay": {"payment_id": "p-1"}});
+    request.results =
+        results(json!({"score": {"decision": "approve"}, "pay": {"payment_id": "p-1"}}));
     let response = f.call(request).await.unwrap();
     assert_eq!(response.body["decision"], "approve");
     assert_eq!(response.body["payment_id"], "p-1");

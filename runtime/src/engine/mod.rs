@@ -17,6 +17,7 @@ use serde_json::Value as Json;
 
 use crate::component::{Export, Phase};
 use crate::invoke::{Failure, Request, Response};
+use crate::payload::Payload;
 use crate::plan::{Condition, Join, NodeId, Plan, Work};
 
 /// What an action or event is about: a step, or the compensation at this index.
@@ -158,7 +159,8 @@ impl Execution {
                 target: Target::Step(i),
                 attempt: 0,
                 response,
-            } if self.steps[i].is_current(StepStatus::Evaluating, 0) => match response.body {
+            } if self.steps[i].is_current(StepStatus::Evaluating, 0) => match response.body.value()
+            {
                 Json::Bool(true) => self.perform(plan, i, Signals::new(), now_ms, actions),
                 Json::Bool(false) => self.skip(plan, i, now_ms),
                 other => self.fail_step(
@@ -457,7 +459,10 @@ impl Execution {
                     None => Ok((*self.input).clone()),
                 };
                 match result {
-                    Ok(value) => self.complete_with(plan, i, Some(Arc::new(value)), None, now_ms),
+                    Ok(value) => {
+                        let result = Arc::new(Payload::from(value));
+                        self.complete_with(plan, i, Some(result), None, now_ms);
+                    }
                     Err(e) => self.fail_step(i, format!("result: {e}"), now_ms),
                 }
             }
@@ -520,11 +525,11 @@ impl Execution {
                         senders
                             .iter()
                             .find(|s| group.contains(s))
-                            .and_then(|&s| self.steps[s].result.as_deref().cloned())
-                            .unwrap_or(Json::Null)
+                            .and_then(|&s| self.steps[s].result.as_ref())
+                            .map_or(Json::Null, |result| result.value().clone())
                     })
                     .collect();
-                let results = Arc::new(Json::Array(results));
+                let results = Arc::new(Payload::from(Json::Array(results)));
                 self.complete_with(plan, i, Some(results), None, now_ms);
             }
         }
@@ -548,7 +553,7 @@ impl Execution {
         &mut self,
         plan: &Plan,
         i: NodeId,
-        result: Option<Arc<Json>>,
+        result: Option<Arc<Payload>>,
         response: Option<ResponseMeta>,
         now_ms: u64,
     ) {

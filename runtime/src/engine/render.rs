@@ -10,6 +10,7 @@ use crate::cached_json::CachedJson;
 use crate::component::{ComponentRequest, Export, Phase};
 use crate::expr::{Variables, is_cel_identifier};
 use crate::invoke::{HttpRequest, Request};
+use crate::payload::Payload;
 use crate::plan::{Call, ComponentCall, HttpCall, NodeId, Plan};
 
 use super::{Execution, Output, StepRun, StepStatus};
@@ -75,7 +76,7 @@ impl Variables for ExecutionScope<'_> {
 /// A step's result as expressions see it: null until the step has completed.
 fn visible_result(run: &StepRun) -> Cow<'_, Json> {
     match (run.status, &run.result) {
-        (StepStatus::Completed, Some(result)) => Cow::Borrowed(&**result),
+        (StepStatus::Completed, Some(result)) => Cow::Borrowed(result.value()),
         _ => Cow::Owned(Json::Null),
     }
 }
@@ -191,13 +192,8 @@ impl Execution {
             execution_id: self.id.to_string(),
             workflow: self.workflow_id.to_string(),
             step: plan.node(i).name.to_string(),
-            input: (*self.input).clone(),
-            results: Json::Object(
-                self.results(plan)
-                    .into_iter()
-                    .map(|(name, result)| (name.to_string(), Arc::unwrap_or_clone(result)))
-                    .collect(),
-            ),
+            input: self.input.clone(),
+            results: self.results(plan),
             config,
             grants: call.grants.clone(),
             limits: call.limits,
@@ -288,7 +284,7 @@ impl Execution {
                 let value = expr
                     .eval(&scope)
                     .map_err(|e| format!("output `{name}`: {e}"))?;
-                Ok((Arc::from(name.as_str()), Arc::new(value)))
+                Ok((Arc::from(name.as_str()), Arc::new(Payload::from(value))))
             })
             .collect()
     }

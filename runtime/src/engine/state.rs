@@ -10,12 +10,13 @@ use smallvec::SmallVec;
 
 use crate::cached_json::CachedJson;
 use crate::invoke::{Failure, FailureKind, Headers, Request, Response};
+use crate::payload::Payload;
 use crate::plan::{NodeId, Plan};
 
 /// An execution's output, a JSON object: `spec.output`'s fields, or else every completed
 /// step's result by the step's name, shared with the step rather than copied (a finished
 /// execution is kept, and the copies were half of what it kept).
-pub type Output = BTreeMap<Arc<str>, Arc<Json>>;
+pub type Output = BTreeMap<Arc<str>, Arc<Payload>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -186,10 +187,10 @@ pub struct StepRun {
     pub run: Run,
     /// How many times the node has started (more than once only in state-machine loops).
     pub visits: u32,
-    /// The parsed response body, or a pass state's value, or a parallel state's branch results.
+    /// The response body, or a pass state's value, or a parallel state's branch results.
     /// Shared, not copied, by the execution's default output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Arc<Json>>,
+    pub result: Option<Arc<Payload>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<ResponseMeta>,
     /// The choice state's pick.

@@ -49,7 +49,7 @@ impl Invoker for Gated {
         Ok(Response {
             status: 200,
             headers: Headers::default(),
-            body: json!({"ok": true}),
+            body: json!({"ok": true}).into(),
         })
     }
 }
@@ -442,7 +442,7 @@ impl Invoker for Peeking {
         Ok(Response {
             status: 200,
             headers: Headers::default(),
-            body: json!({"ok": true}),
+            body: json!({"ok": true}).into(),
         })
     }
 }
@@ -548,7 +548,7 @@ impl Invoker for Recording {
         Ok(Response {
             status: 200,
             headers: Headers::default(),
-            body: json!({"ok": true}),
+            body: json!({"ok": true}).into(),
         })
     }
 }
@@ -743,7 +743,7 @@ fn succeed(plan: &Plan, execution: &mut Execution, step: usize) {
     let response = Response {
         status: 200,
         headers: [("content-type", "application/json")].into_iter().collect(),
-        body: json!({"ok": true, "step": step + 1}),
+        body: json!({"ok": true, "step": step + 1}).into(),
     };
     let event = Event::Succeeded {
         target: Target::Step(step),
@@ -793,7 +793,7 @@ impl Invoker for TaskOfEachStep {
         Ok(Response {
             status: 200,
             headers: Headers::default(),
-            body: json!({"ok": true}),
+            body: json!({"ok": true}).into(),
         })
     }
 }

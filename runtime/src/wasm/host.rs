@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::cached_json::CachedJson;
 use crate::invoke::{FailureKind, HttpRequest, Invoker, Request};
+use crate::payload::Payload;
 use crate::store::kv::KvStore;
 
 use crate::component::Grants;
@@ -179,6 +180,26 @@ impl HostState {
     }
 }
 
+/// The response body as the guest reads it: the service's own text. A body that was not JSON
+/// reached the payload as a JSON string and an empty one as `null`; both go back to what came.
+fn body_bytes(body: Payload) -> Vec<u8> {
+    let text_or_empty = match body.parsed() {
+        Some(value) => matches!(
+            value,
+            serde_json::Value::String(_) | serde_json::Value::Null
+        ),
+        // JSON text never starts with whitespace in a payload: only a string or `null` start so.
+        None => matches!(body.json().get().as_bytes().first(), Some(b'"' | b'n')),
+    };
+    if !text_or_empty {
+        return body.json().get().as_bytes().to_vec();
+    }
+    match body.into_value() {
+        serde_json::Value::String(text) => text.into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
 fn unavailable(error: crate::store::StoreError) -> state::Error {
     state::Error::Unavailable(error.to_string())
 }
@@ -268,11 +289,7 @@ impl http::Host for HostState {
                     .iter()
                     .map(|(name, value)| (name.to_owned(), value.to_owned()))
                     .collect(),
-                body: match response.body {
-                    serde_json::Value::String(text) => text.into_bytes(),
-                    serde_json::Value::Null => Vec::new(),
-                    json => serde_json::to_vec(&json).unwrap_or_default(),
-                },
+                body: body_bytes(response.body),
             }),
             Err(failure) => match failure.kind {
                 // A non-2xx answer is still an answer: the guest sees the status.
@@ -390,5 +407,31 @@ impl log::Host for HostState {
 impl orca::plugin::config::Host for HostState {
     async fn get(&mut self) -> wasmtime::Result<String> {
         Ok(self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_guest_reads_the_body_the_service_sent() {
+        // JSON as it came, spacing and key order included: not parsed and written again.
+        let sent = br#"{"score": 0.25,  "b": [1]}"#;
+        assert_eq!(body_bytes(Payload::from_body(sent.to_vec())), sent);
+        assert_eq!(
+            body_bytes(Payload::from_body(b"not json".to_vec())),
+            b"not json"
+        );
+        assert_eq!(body_bytes(Payload::from_body(Vec::new())), b"");
+        assert_eq!(
+            body_bytes(Payload::from_body(br#""quoted""#.to_vec())),
+            b"quoted"
+        );
+        assert_eq!(body_bytes(Payload::from_body(b"null".to_vec())), b"");
+        assert_eq!(body_bytes(Payload::from(json!({"k": 1}))), br#"{"k":1}"#);
+        assert_eq!(body_bytes(Payload::from(json!(12))), b"12");
     }
 }

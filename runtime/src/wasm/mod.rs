@@ -29,6 +29,7 @@ use wasmtime::{Engine, Store, Trap};
 
 use crate::component::{ComponentRequest, Export, Phase};
 use crate::invoke::{Failure, FailureKind, Invoker, Request, Response, TrapKind};
+use crate::payload::Payload;
 
 use host::HostState;
 use host::exports::orca::plugin::{condition, step};
@@ -197,8 +198,12 @@ impl WasmHost {
                 Phase::Compensate => types::Phase::Compensate,
             },
             attempt,
-            input: request.input.to_string(),
-            results: request.results.to_string(),
+            // Both kept as JSON text (shared with the execution): copied, not serialized.
+            input: match request.input.json() {
+                Ok(json) => json.get().to_owned(),
+                Err(_) => request.input.to_string(),
+            },
+            results: serde_json::to_string(&request.results).unwrap_or_else(|_| "{}".into()),
             config: request.config.to_string(),
         };
         let run = async {
@@ -249,7 +254,7 @@ impl WasmHost {
                     None => format!("component `{name}`: {}", guest.message),
                 },
             )),
-            Ok(Ok(Ok(Output::Bool(b)))) => Ok(ok(serde_json::Value::Bool(b))),
+            Ok(Ok(Ok(Output::Bool(b)))) => Ok(ok(serde_json::Value::Bool(b).into())),
             Ok(Ok(Ok(Output::Json(text)))) => {
                 if text.len() as u64 > limits.max_result_bytes {
                     return Err(trap(
@@ -261,7 +266,7 @@ impl WasmHost {
                         ),
                     ));
                 }
-                serde_json::from_str(&text).map(ok).map_err(|e| {
+                Payload::parse(text).map(ok).map_err(|e| {
                     trap(
                         TrapKind::Crash,
                         format!("component `{name}` returned invalid JSON: {e}"),
@@ -277,7 +282,7 @@ enum Output {
     Bool(bool),
 }
 
-fn ok(body: serde_json::Value) -> Response {
+fn ok(body: Payload) -> Response {
     Response {
         status: 200,
         headers: Default::default(),
