@@ -169,6 +169,41 @@ mod tests {
     /// Every step's request is moved a few times and then kept in its execution's record, so
     /// its size is paid in cache lines at each step: the HTTP request, which most steps
     /// make, is what sets it.
+    /// A component request is stored with its step and read back when the execution is
+    /// loaded or resumed, through the enum's tag: the earlier results in it must survive.
+    #[test]
+    fn a_component_request_reads_back_as_it_was_written() {
+        use crate::component::{Export, Grants, Limits};
+        use crate::payload::Payload;
+        use serde_json::json;
+
+        let request = Request::Component(Box::new(ComponentRequest {
+            component: "refund".into(),
+            digest: "sha256:00".into(),
+            export: Export::Step,
+            phase: Phase::Compensate,
+            tenant: "t".into(),
+            execution_id: "e".into(),
+            workflow: "w".into(),
+            step: "pay".into(),
+            input: json!({"order": 7}).into(),
+            results: [(
+                Arc::from("pay"),
+                Arc::new(Payload::from_body(br#"{"payment_id": "p-7"}"#.to_vec())),
+            )]
+            .into(),
+            config: json!({}),
+            grants: Grants::default(),
+            limits: Limits::default(),
+        }));
+        let written = serde_json::to_string(&request).unwrap();
+        let read: Request = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, request);
+        let read: Request =
+            serde_json::from_value(serde_json::to_value(&request).unwrap()).unwrap();
+        assert_eq!(read, request);
+    }
+
     #[test]
     fn a_request_is_no_larger_than_an_http_one_and_its_tag() {
         assert!(size_of::<Request>() <= size_of::<HttpRequest>() + size_of::<usize>());

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -21,7 +21,8 @@ use serde_json::value::RawValue;
 /// A JSON value kept as text, as a tree, or both; see the module docs.
 ///
 /// Serializes to its JSON text as it is (through `serde_json`, which writes a `RawValue`
-/// verbatim); reads back without building a tree.
+/// verbatim). Deserializes into a tree, which works from any input; a field read straight
+/// from a record's JSON can keep the text instead with [`optional_text`].
 #[derive(Clone)]
 pub struct Payload {
     // At least one of the two is set at any time.
@@ -155,10 +156,22 @@ impl Serialize for Payload {
     }
 }
 
+/// Through a tree: serde buffers what it reads for an internally tagged enum or a `flatten`
+/// field, and only `serde_json`'s own deserializers can hand out text.
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(Payload::from_json)
+        Json::deserialize(deserializer).map(Payload::from)
     }
+}
+
+/// For `#[serde(deserialize_with)]` on an optional payload read straight from `serde_json`
+/// (not inside an internally tagged enum or a `flatten` field, where it fails): keeps the
+/// text, so loading a record does not build a tree of every result in it.
+pub fn optional_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Arc<Payload>>, D::Error> {
+    let json = Option::<Box<RawValue>>::deserialize(deserializer)?;
+    Ok(json.map(|json| Arc::new(Payload::from_json(json))))
 }
 
 #[cfg(test)]
@@ -202,27 +215,55 @@ mod tests {
         );
     }
 
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Step {
+        #[serde(default, deserialize_with = "optional_text")]
+        result: Option<Arc<Payload>>,
+    }
+
     #[test]
     fn written_as_the_text_it_came_as_and_read_back_without_a_tree() {
-        #[derive(Serialize, Deserialize)]
-        struct Step {
-            result: Payload,
-        }
         let step = Step {
-            result: Payload::from_body(br#"{"b":1,  "a":[true]}"#.to_vec()),
+            result: Some(Arc::new(Payload::from_body(
+                br#"{"b":1,  "a":[true]}"#.to_vec(),
+            ))),
         };
         let written = serde_json::to_string(&step).unwrap();
         assert_eq!(written, r#"{"result":{"b":1,  "a":[true]}}"#);
         let read: Step = serde_json::from_str(&written).unwrap();
-        assert!(read.result.parsed().is_none());
-        assert_eq!(read.result, step.result);
+        assert!(read.result.as_ref().unwrap().parsed().is_none());
+        assert_eq!(read, step);
+        assert_eq!(serde_json::from_str::<Step>("{}").unwrap().result, None);
         // Through a tree, as the API's views are made.
         assert_eq!(
             serde_json::to_value(&step).unwrap(),
             json!({"result": {"a": [true], "b": 1}})
         );
         let from_tree: Step = serde_json::from_value(json!({"result": [1, "x"]})).unwrap();
-        assert_eq!(*from_tree.result.value(), json!([1, "x"]));
+        assert_eq!(*from_tree.result.unwrap().value(), json!([1, "x"]));
+    }
+
+    #[test]
+    fn read_through_an_enum_tag_or_a_flattened_field_as_a_tree() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        enum Tagged {
+            Call { body: Payload },
+        }
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Outer {
+            #[serde(flatten)]
+            tagged: Tagged,
+        }
+        let outer = Outer {
+            tagged: Tagged::Call {
+                body: Payload::from_body(br#"{"k": [1]}"#.to_vec()),
+            },
+        };
+        let written = serde_json::to_string(&outer).unwrap();
+        assert_eq!(written, r#"{"type":"Call","body":{"k": [1]}}"#);
+        let read: Outer = serde_json::from_str(&written).unwrap();
+        assert_eq!(read, outer);
     }
 
     #[test]

@@ -188,8 +188,12 @@ pub struct StepRun {
     /// How many times the node has started (more than once only in state-machine loops).
     pub visits: u32,
     /// The response body, or a pass state's value, or a parallel state's branch results.
-    /// Shared, not copied, by the execution's default output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Shared, not copied, by the execution's default output. Loaded as text.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::payload::optional_text"
+    )]
     pub result: Option<Arc<Payload>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<ResponseMeta>,
