@@ -160,7 +160,9 @@ fn sequential_seed_runs_steps_one_after_another() {
     // A stored record reads back whole, its results as text that nothing has parsed yet.
     let read: Execution = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
     assert_eq!(read, e);
-    let result = read.steps[plan.find("create_payment").unwrap()].result.as_ref();
+    let result = read.steps[plan.find("create_payment").unwrap()]
+        .result
+        .as_ref();
     assert!(result.is_some_and(|r| r.parsed().is_none()));
 }
 
