@@ -90,6 +90,12 @@ fn the_mixed_example_runs_components_and_http_steps_together() {
         summary["steps"],
         json!(["create_payment", "priority_shipping", "score", "ship_order"])
     );
+    // The stored record, whose component requests carry the earlier results, loads again.
+    let shown = orca.run(&["executions", "show", ex["id"].as_str().unwrap()]);
+    shown.expect_code(0);
+    let stored = shown.json();
+    assert_eq!(stored["status"], "completed");
+    assert_eq!(step(&stored, "summary")["result"], *summary);
 }
 
 #[test]
