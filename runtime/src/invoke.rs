@@ -166,9 +166,6 @@ impl Invoker for Dispatcher {
 mod tests {
     use super::*;
 
-    /// Every step's request is moved a few times and then kept in its execution's record, so
-    /// its size is paid in cache lines at each step: the HTTP request, which most steps
-    /// make, is what sets it.
     /// A component request is stored with its step and read back when the execution is
     /// loaded or resumed, through the enum's tag: the earlier results in it must survive.
     #[test]
@@ -204,6 +201,9 @@ mod tests {
         assert_eq!(read, request);
     }
 
+    /// Every step's request is moved a few times and then kept in its execution's record, so
+    /// its size is paid in cache lines at each step: the HTTP request, which most steps
+    /// make, is what sets it.
     #[test]
     fn a_request_is_no_larger_than_an_http_one_and_its_tag() {
         assert!(size_of::<Request>() <= size_of::<HttpRequest>() + size_of::<usize>());
