@@ -22,7 +22,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::watch;
 
 /// The directory of the seed examples from the specification.
-pub const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seed-examples");
+pub const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/spec");
 
 /// The path of a seed example, e.g. `seed("01-SequentialOrchestration.yaml")`.
 pub fn seed(name: &str) -> String {
