@@ -15,6 +15,7 @@ demo: build
 	@bash examples/demo.sh "$(BIN)"
 
 lint:
+	bash .ci/check-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p orca-runtime --all-targets --features otel -- -D warnings

@@ -1,22 +1,16 @@
-//! Orca's runtime: workflow definitions, the engine that runs them, and the pieces it drives.
+//! Orca's runtime: the host around the pure core (`orca-core`): the runner that carries out
+//! the engine's actions, the HTTP client, the Wasm host, the stores, metrics and the server.
 
-pub mod cached_json;
-pub mod component;
-pub mod definition;
-pub mod engine;
-pub mod expr;
+pub use orca_core::{
+    cached_json, component, definition, engine, expr, invoke, payload, plan, progress, retry,
+    services, view,
+};
+
 pub mod http;
-pub mod invoke;
 pub mod metrics;
-pub mod payload;
-pub mod plan;
-pub mod progress;
-pub mod retry;
 pub mod runner;
 pub mod server;
-pub mod services;
 pub mod store;
 #[cfg(feature = "otel")]
 pub mod telemetry;
-pub mod view;
 pub mod wasm;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use orca_runtime::definition::{DefinitionSet, LoadError, Source};
-use orca_runtime::engine::Bindings;
+use orca_runtime::engine::{Bindings, Status};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{Dispatcher, Invoker};
 use orca_runtime::metrics::{Metered, Metrics};
@@ -147,6 +147,14 @@ enum Command {
         /// Fail a step whose response body is larger than this many bytes.
         #[arg(long, default_value_t = 10 * 1024 * 1024)]
         max_body_bytes: usize,
+        /// Serve `/metrics` on this address of its own, without a token (and not on
+        /// `--listen`); for a scraper on a private network.
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// The token a scraper presents (`Authorization: Bearer`) for `/metrics` on
+        /// `--listen`; the admin token is accepted too.
+        #[arg(long, env = "ORCA_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -470,7 +478,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 write_metrics(&path, &metrics)?;
             }
             print_json(&view::execution(&execution));
-            Ok(execution.status.exit_code() as u8)
+            Ok(exit_code(execution.status))
         }
         Command::Resume {
             id,
@@ -492,7 +500,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 write_metrics(&path, &metrics)?;
             }
             print_json(&view::execution(&execution));
-            Ok(execution.status.exit_code() as u8)
+            Ok(exit_code(execution.status))
         }
         Command::Serve {
             listen,
@@ -504,6 +512,8 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             max_call_deadline,
             allow_egress,
             max_body_bytes,
+            metrics_listen,
+            metrics_token,
             store,
         } => {
             let config = server::ServerConfig {
@@ -513,7 +523,13 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 max_call_memory_bytes,
                 max_call_deadline,
                 egress_ceiling: (!allow_egress.is_empty()).then_some(allow_egress),
+                metrics_token_sha256: metrics_token.as_deref().map(server::sha256_hex),
+                metrics_elsewhere: metrics_listen.is_some(),
                 ..server::ServerConfig::default()
+            };
+            let listen = Listen {
+                api: listen,
+                metrics: metrics_listen,
             };
             serve(&listen, config, grace, max_body_bytes, store).await
         }
@@ -642,8 +658,20 @@ fn host(
     })
 }
 
+/// Where `orca serve` listens.
+struct Listen {
+    api: String,
+    metrics: Option<String>,
+}
+
+async fn bind(address: &str, flag: &str) -> Result<tokio::net::TcpListener, Failure> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| Failure::BadInput(format!("{flag} {address}: {e}")))
+}
+
 async fn serve(
-    listen: &str,
+    listen: &Listen,
     config: server::ServerConfig,
     grace: std::time::Duration,
     max_body_bytes: usize,
@@ -685,15 +713,26 @@ async fn serve(
         metrics,
     } = host((executions.clone(), kv), max_body_bytes, false)?;
     let app = server::App::new(config, tenants, executions.clone(), runner, wasm, metrics);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| Failure::BadInput(format!("--listen {listen}: {e}")))?;
+    let listener = bind(&listen.api, "--listen").await?;
+    let metrics = match &listen.metrics {
+        Some(address) => Some(bind(address, "--metrics-listen").await?),
+        None => None,
+    };
     let addr = listener.local_addr().context("reading the bound address")?;
     println!("listening on http://{addr}");
-    let served = server::serve(app, listener, grace, shutdown_signal()).await;
+    if let Some(metrics) = &metrics {
+        let addr = metrics.local_addr().context("reading the bound address")?;
+        println!("metrics on http://{addr}/metrics");
+    }
+    let served = server::serve(app, listener, metrics, grace, shutdown_signal()).await;
     executions.flush().await;
     served.context("serving")?;
     Ok(0)
+}
+
+/// The process exit code for a final status: 0 only for `completed`.
+fn exit_code(status: Status) -> u8 {
+    if status == Status::Completed { 0 } else { 1 }
 }
 
 /// Resolves on SIGTERM or ctrl-c.

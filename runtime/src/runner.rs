@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::cached_json::CachedJson;
 use crate::definition::{DefinitionSet, LoadError, Source};
-use crate::engine::{Action, Bindings, Event, Execution, Status, Target};
+use crate::engine::{Action, Bindings, Event, Execution, Target};
 use crate::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
 use crate::plan::{self, Plan};
 use crate::progress::Progress;
@@ -189,6 +189,7 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(store: Arc<dyn ExecutionStore>, invoker: Arc<dyn Invoker>) -> Self {
+        let _ = crate::expr::LONG_EVALUATIONS.set(off_the_async_workers);
         Runner {
             store,
             invoker,
@@ -275,24 +276,31 @@ impl Runner {
         let (mut record, actions) = self.new_record(workflow, &plan, input, bindings);
         let lease = self.create(&record).await?;
         let id = record.execution.id.to_string();
-        Ok(self.in_background(id, move |runner, mut inbox| async move {
-            let stored = Stored::Leased(lease);
-            runner
-                .drive(&mut record, &plan, actions, stored, Some(&mut inbox))
-                .await
-                .map(|()| record.execution)
-        }))
+        let tenant = record.execution.tenant.to_string();
+        Ok(
+            self.in_background(id, tenant, move |runner, mut inbox| async move {
+                let stored = Stored::Leased(lease);
+                runner
+                    .drive(&mut record, &plan, actions, stored, Some(&mut inbox))
+                    .await
+                    .map(|()| record.execution)
+            }),
+        )
     }
 
     /// [`Runner::resume`] on a background task. `control` messages queued before the
     /// execution is claimed (a cancel) are applied as soon as it is.
     pub fn resume_in_background(&self, id: &str, services: BTreeMap<String, String>) -> Handle {
         let owned = id.to_string();
-        self.in_background(id.to_string(), move |runner, mut inbox| async move {
-            runner
-                .resume_with(&owned, &services, Some(&mut inbox))
-                .await
-        })
+        self.in_background(
+            id.to_string(),
+            String::new(),
+            move |runner, mut inbox| async move {
+                runner
+                    .resume_with(&owned, &services, Some(&mut inbox))
+                    .await
+            },
+        )
     }
 
     /// Takes over up to `limit` executions whose lease has expired (their owner stopped
@@ -308,7 +316,8 @@ impl Runner {
             .into_iter()
             .map(|(stored, fence)| {
                 let id = stored.id.to_string();
-                self.in_background(id, move |runner, mut inbox| async move {
+                let tenant = tenant_of(&stored.body);
+                self.in_background(id, tenant, move |runner, mut inbox| async move {
                     let id = stored.id.clone();
                     let services = BTreeMap::new();
                     runner
@@ -328,7 +337,7 @@ impl Runner {
 
     /// Runs `drive` on a task of its own, with the receiving end of the handle's control
     /// channel, and logs why it ended when that was not a normal end or a shutdown.
-    fn in_background<F, D>(&self, id: String, drive: D) -> Handle
+    fn in_background<F, D>(&self, id: String, tenant: String, drive: D) -> Handle
     where
         D: FnOnce(Runner, mpsc::UnboundedReceiver<Control>) -> F,
         F: Future<Output = Result<Execution, RunError>> + Send + 'static,
@@ -346,7 +355,12 @@ impl Runner {
             }
             outcome
         });
-        Handle { id, control, task }
+        Handle {
+            id,
+            tenant,
+            control,
+            task,
+        }
     }
 
     /// A new execution's record and its first actions, not yet written anywhere.
@@ -889,6 +903,35 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// Runs a long expression evaluation (see `expr::LONG_EVALUATIONS`) so that the runtime's
+/// other tasks (request handling, other executions) go on meanwhile: on a multi-threaded
+/// runtime the worker hands its queue to another thread first. A current-thread runtime
+/// has nowhere else to run it.
+fn off_the_async_workers(work: &mut dyn FnMut()) {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(work);
+    } else {
+        work();
+    }
+}
+
+/// Whose execution a stored record is, read without decoding the rest of it ("" when the
+/// record does not say, as records written before tenants existed do not).
+pub fn tenant_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        execution: Owner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        #[serde(default)]
+        tenant: String,
+    }
+    serde_json::from_slice::<Record>(body).map_or_else(|_| String::new(), |r| r.execution.tenant)
+}
+
 /// A message into a running drive loop.
 #[derive(Debug, Clone)]
 pub enum Control {
@@ -901,6 +944,10 @@ pub enum Control {
 /// An execution driven on a background task.
 pub struct Handle {
     pub id: String,
+    /// Whose execution it is, when known as it was handed over: a start, or a takeover
+    /// (read from the claimed record). Empty for a resume by id, whose record is read on
+    /// the task itself.
+    pub tenant: String,
     control: mpsc::UnboundedSender<Control>,
     task: tokio::task::JoinHandle<Result<Execution, RunError>>,
 }
@@ -975,12 +1022,5 @@ fn call_span(execution: &Execution, plan: &Plan, target: Target, attempt: u32) -
             step = %execution.compensations[k].step,
             attempt,
         ),
-    }
-}
-
-impl Status {
-    /// The process exit code for a final status: 0 only for `completed`.
-    pub fn exit_code(self) -> i32 {
-        if self == Status::Completed { 0 } else { 1 }
     }
 }

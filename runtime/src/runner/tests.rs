@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::*;
 use crate::definition::DefinitionSet;
-use crate::engine::Bindings;
+use crate::engine::{Bindings, Status};
 use crate::invoke::{Failure, Headers, Request, Response};
 use crate::store::{Claim, LeaseStore, MemoryStore};
 

@@ -9,20 +9,12 @@ use serde_json::{Value as Json_, json};
 
 use super::auth::{Admin, new_token, sha256_hex};
 use super::error::{ApiError, ApiResult};
-use super::{App, now_ms};
+use super::{App, names, now_ms};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewTenant {
     name: String,
-}
-
-/// Tenant names appear in keys and URLs: lowercase letters, digits and `-`, 1 to 63 long.
-fn valid_name(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 pub(super) async fn create_tenant(
@@ -31,12 +23,8 @@ pub(super) async fn create_tenant(
     body: Result<Json<NewTenant>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Json_>)> {
     let Json(body) = body?;
-    if !valid_name(&body.name) {
-        return Err(ApiError::BadRequest(format!(
-            "tenant name `{}`: use 1 to 63 lowercase letters, digits or `-`",
-            body.name
-        )));
-    }
+    // Tenant names appear in keys and URLs, and follow the one naming rule.
+    names::in_request("name", &body.name)?;
     if !app.tenants.create_tenant(&body.name, now_ms()).await? {
         return Err(ApiError::Conflict(format!(
             "tenant `{}` already exists",
@@ -52,11 +40,12 @@ pub(super) async fn create_token(
     State(app): State<App>,
     Path(tenant): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Json_>)> {
-    if !app.tenants.tenant_exists(&tenant).await? {
+    let tenant = names::in_path("tenant", &tenant)?;
+    if !app.tenants.tenant_exists(tenant).await? {
         return Err(ApiError::NotFound(format!("no tenant `{tenant}`")));
     }
     let token = new_token();
-    app.tenants.add_token(&tenant, &sha256_hex(&token)).await?;
+    app.tenants.add_token(tenant, &sha256_hex(&token)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "tenant": tenant, "token": token })),

@@ -60,6 +60,38 @@ impl FromRequestParts<App> for Tenant {
     }
 }
 
+/// A request for `/metrics` on the API's listener: with the metrics token or the admin token.
+/// Metrics name every tenant's workflows, so they are not public.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Scraper;
+
+impl FromRequestParts<App> for Scraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let config = &app.config;
+        if config.metrics_elsewhere {
+            return Err(ApiError::NotFound(
+                "metrics are served on the --metrics-listen address".into(),
+            ));
+        }
+        if config.metrics_token_sha256.is_none() && config.admin_token_sha256.is_none() {
+            return Err(ApiError::Unauthorized(
+                "metrics need a token: start the server with --metrics-token (or \
+                 ORCA_METRICS_TOKEN), or serve them on a private address with --metrics-listen"
+                    .into(),
+            ));
+        }
+        let given = sha256_hex(bearer(parts)?);
+        let accepted = [&config.metrics_token_sha256, &config.admin_token_sha256];
+        if accepted.into_iter().flatten().any(|t| *t == given) {
+            Ok(Scraper)
+        } else {
+            Err(wrong_token())
+        }
+    }
+}
+
 impl FromRequestParts<App> for Admin {
     type Rejection = ApiError;
 

@@ -12,7 +12,7 @@ use serde_json::{Value as Json_, json};
 use super::auth::Tenant;
 use super::error::{ApiError, ApiResult};
 use super::tenants::ComponentMeta;
-use super::{App, now_ms};
+use super::{App, names, now_ms};
 use crate::wasm::WasmError;
 
 pub(super) async fn upload(
@@ -65,11 +65,12 @@ pub(super) async fn get(
     State(app): State<App>,
     Path(digest): Path<String>,
 ) -> ApiResult<Json<ComponentMeta>> {
+    let digest = names::digest_in_path(&digest)?;
     app.tenants
-        .component(&tenant, &digest)
+        .component(&tenant, digest)
         .await?
         .map(Json)
-        .ok_or_else(|| not_found(&digest))
+        .ok_or_else(|| not_found(digest))
 }
 
 /// Forgets the tenant's use of the digest. Executions that already run it keep running.
@@ -78,10 +79,11 @@ pub(super) async fn delete(
     State(app): State<App>,
     Path(digest): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if app.tenants.delete_component(&tenant, &digest).await? {
+    let digest = names::digest_in_path(&digest)?;
+    if app.tenants.delete_component(&tenant, digest).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(not_found(&digest))
+        Err(not_found(digest))
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value as Json_, json};
 use super::auth::Tenant;
 use super::error::{ApiError, ApiResult};
 use super::tenants::{NewDefinition, StoredDefinition};
-use super::{App, now_ms, quotas};
+use super::{App, names, now_ms, quotas};
 use crate::definition::{DefinitionSet, Document, LoadError, Source, split_documents};
 use crate::plan;
 
@@ -177,11 +177,12 @@ pub(super) async fn get(
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> ApiResult<Json<Json_>> {
     let Query(query) = query?;
+    let name = names::in_path("definition", &name)?;
     let found = app
         .tenants
-        .definition(&tenant, &name, query.version)
+        .definition(&tenant, name, query.version)
         .await?
-        .ok_or_else(|| not_found(&name, query.version))?;
+        .ok_or_else(|| not_found(name, query.version))?;
     let mut body = summary(&found);
     body["yaml"] = json!(found.yaml);
     Ok(Json(body))
@@ -192,10 +193,11 @@ pub(super) async fn delete(
     State(app): State<App>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if app.tenants.delete_definition(&tenant, &name).await? {
+    let name = names::in_path("definition", &name)?;
+    if app.tenants.delete_definition(&tenant, name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(not_found(&name, None))
+        Err(not_found(name, None))
     }
 }
 

@@ -117,10 +117,17 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     }
 }
 
+/// A JSON body that cannot be read answers 400 whatever the reason (not JSON, the wrong
+/// shape, the wrong content type), so a client has one status to handle; only a body over the
+/// limit keeps its 413.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
         ApiError::Body {
-            status: e.status(),
+            status,
             message: e.body_text(),
         }
     }

@@ -11,13 +11,13 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
-use super::App;
 use super::auth::Tenant;
 use super::definitions::source_of;
 use super::error::{ApiError, ApiResult};
+use super::{App, names};
 use crate::definition::{DefinitionSet, Document, Kind};
-use crate::engine::Bindings;
-use crate::runner::{ExecutionRecord, RunError, WorkflowSource};
+use crate::engine::{Bindings, Status};
+use crate::runner::{ExecutionRecord, RunError, WorkflowSource, tenant_of};
 use crate::store::{ListFilter, owner_is_dead_locally};
 use crate::wasm::bind_components;
 use crate::{plan, services, view};
@@ -62,6 +62,10 @@ pub(super) async fn start(
     let Query(query) = query?;
     let wait = parse_wait(&app, query.wait.as_deref())?;
     let Json(request) = body?;
+    names::in_request("workflow", &request.workflow)?;
+    for name in request.services.keys() {
+        names::in_request("services", name)?;
+    }
     // Admitted before anything is created; the slot is held until the execution is tracked.
     let quota = app.config.max_running_per_tenant;
     let Some(slot) = app.admit(&tenant, quota) else {
@@ -144,9 +148,12 @@ fn parse_wait(app: &App, wait: Option<&str>) -> ApiResult<Option<Duration>> {
     .transpose()
 }
 
-/// Polls the store until the execution is final or `wait` has passed.
+/// Polls the store until the execution is final, `wait` has passed or the server begins to
+/// shut down (a wait never holds a shutdown up: the answer is then the 202 of a start).
 async fn wait_final(app: &App, id: &str, wait: Duration) -> ApiResult<Option<ExecutionRecord>> {
     let deadline = tokio::time::Instant::now() + wait;
+    let closed = app.closed();
+    tokio::pin!(closed);
     loop {
         let record = app.runner.load(id).await?;
         if record.execution.status.is_final() {
@@ -155,12 +162,16 @@ async fn wait_final(app: &App, id: &str, wait: Duration) -> ApiResult<Option<Exe
         if tokio::time::Instant::now() >= deadline {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = &mut closed => return Ok(None),
+        }
     }
 }
 
 /// The record of `id` if it belongs to `tenant`; 404 otherwise.
 async fn owned(app: &App, tenant: &str, id: &str) -> ApiResult<ExecutionRecord> {
+    names::execution_in_path(id)?;
     match app.runner.load(id).await {
         Ok(record) if &*record.execution.tenant == tenant => Ok(record),
         Ok(_) | Err(RunError::NotFound(_)) => {
@@ -189,18 +200,6 @@ pub(super) struct ListQuery {
     cursor: Option<String>,
 }
 
-/// Just enough of a record to tell whose it is.
-#[derive(Deserialize)]
-struct Owner {
-    execution: OwnerExecution,
-}
-
-#[derive(Deserialize)]
-struct OwnerExecution {
-    #[serde(default)]
-    tenant: String,
-}
-
 pub(super) async fn list(
     Tenant(tenant): Tenant,
     State(app): State<App>,
@@ -208,6 +207,25 @@ pub(super) async fn list(
 ) -> ApiResult<Json<Json_>> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    if let Some(workflow) = &query.workflow {
+        names::in_request("workflow", workflow)?;
+    }
+    if let Some(status) = &query.status
+        && !Status::ALL.iter().any(|s| s.as_str() == status)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status: `{}` is not a status (one of {})",
+            status.escape_debug(),
+            Status::ALL.map(Status::as_str).join(", ")
+        )));
+    }
+    if let Some(cursor) = &query.cursor
+        && !names::is_execution_id(cursor)
+    {
+        return Err(ApiError::BadRequest(
+            "cursor: not a cursor this API gave (the `next_cursor` of a page)".into(),
+        ));
+    }
     let rows = app
         .executions
         .list(&ListFilter {
@@ -216,9 +234,9 @@ pub(super) async fn list(
             limit: None,
         })
         .await?;
-    let mut mine = rows.into_iter().filter(|row| {
-        serde_json::from_slice::<Owner>(&row.body).is_ok_and(|o| o.execution.tenant == tenant)
-    });
+    let mut mine = rows
+        .into_iter()
+        .filter(|row| tenant_of(&row.body) == tenant);
     if let Some(cursor) = &query.cursor {
         // Newest first: the page after the cursor starts with the row after it.
         for row in mine.by_ref() {

@@ -11,6 +11,7 @@ mod components;
 mod definitions;
 mod error;
 mod executions;
+mod names;
 mod openapi;
 mod ops;
 mod quotas;
@@ -28,11 +29,12 @@ pub use tenants::{SqliteTenants, TenantStore};
 pub use tenants_pg::PostgresTenants;
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::runner::{Handle, Runner};
+use crate::runner::{Handle, Runner, tenant_of};
 use crate::store::ExecutionStore;
 use crate::wasm::WasmHost;
 
@@ -55,6 +57,12 @@ pub struct ServerConfig {
     pub max_call_deadline: Duration,
     /// Host patterns a component may be granted (`spec.grants.http`); `None`: any.
     pub egress_ceiling: Option<Vec<String>>,
+    /// sha256 (hex) of the token a scraper presents for `/metrics` on the API's listener
+    /// (the admin token is accepted too).
+    pub metrics_token_sha256: Option<String>,
+    /// `/metrics` is served on a listener of its own (`--metrics-listen`), without a token,
+    /// and not on the API's.
+    pub metrics_elsewhere: bool,
 }
 
 impl Default for ServerConfig {
@@ -69,12 +77,13 @@ impl Default for ServerConfig {
             max_call_memory_bytes: 256 << 20,
             max_call_deadline: Duration::from_secs(60),
             egress_ceiling: None,
+            metrics_token_sha256: None,
+            metrics_elsewhere: false,
         }
     }
 }
 
-/// An execution this process drives, and whose it is (empty when resumed at start-up
-/// without reading the record; those count against no tenant's quota).
+/// An execution this process drives, and whose it is.
 pub struct Driven {
     tenant: String,
     handle: Handle,
@@ -93,6 +102,8 @@ pub struct App {
     pub driving: Arc<Mutex<HashMap<String, Driven>>>,
     /// Starts admitted under a tenant's quota but not yet tracked in `driving`, by tenant.
     starting: Arc<Mutex<HashMap<String, usize>>>,
+    /// Becomes true when the server starts shutting down: open waits answer at once.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A place under a tenant's running-executions quota, held from admission until the
@@ -132,7 +143,20 @@ impl App {
             metrics,
             driving: Arc::default(),
             starting: Arc::default(),
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+
+    /// Resolves once the server has begun to shut down.
+    pub(crate) async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        // An error means the sender is gone, which only happens with the app itself.
+        let _ = closing.wait_for(|closing| *closing).await;
+    }
+
+    /// Starts the shutdown: requests waiting for an execution answer with it as it stands.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Admits one more start for `tenant` if it stays within `quota` counting both running
@@ -161,10 +185,14 @@ impl App {
     }
 
     fn track_all(&self, tenant: &str, handles: Vec<Handle>) {
+        self.track_owned(handles.into_iter().map(|h| (tenant.to_string(), h)));
+    }
+
+    /// Tracks executions of several tenants at once (taken over or resumed at start-up).
+    fn track_owned(&self, handles: impl IntoIterator<Item = (String, Handle)>) {
         let mut driving = self.driving();
         driving.retain(|_, d| !d.handle.is_finished());
-        for handle in handles {
-            let tenant = tenant.to_string();
+        for (tenant, handle) in handles {
             driving.insert(handle.id.clone(), Driven { tenant, handle });
         }
     }
@@ -215,7 +243,7 @@ impl App {
                     Err(_) => false,
                 };
                 if orphaned {
-                    ids.push(row.id.to_string());
+                    ids.push((tenant_of(&row.body), row.id.to_string()));
                 }
             }
         }
@@ -232,7 +260,7 @@ impl App {
                     if claimed > 0 {
                         tracing::info!(claimed, "resuming executions whose lease expired");
                     }
-                    self.track_all("", handles);
+                    self.track_owned(handles.into_iter().map(|h| (h.tenant.clone(), h)));
                     if claimed < RECOVERY_BATCH {
                         return;
                     }
@@ -245,16 +273,19 @@ impl App {
         }
     }
 
-    fn resume_all(&self, ids: Vec<String>) {
-        let handles = ids
+    fn resume_all(&self, ids: Vec<(String, String)>) {
+        let handles: Vec<_> = ids
             .into_iter()
-            .filter(|id| !self.is_driving(id))
-            .map(|id| {
+            .filter(|(_, id)| !self.is_driving(id))
+            .map(|(tenant, id)| {
                 tracing::info!(execution = %id, "resuming an execution whose owner is gone");
-                self.runner.resume_in_background(&id, Default::default())
+                (
+                    tenant,
+                    self.runner.resume_in_background(&id, Default::default()),
+                )
             })
             .collect();
-        self.track_all("", handles);
+        self.track_owned(handles);
     }
 
     /// Waits up to `grace` for the executions this process drives to finish, then stops the
@@ -285,10 +316,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// share commits.
 const RECOVERY_BATCH: usize = 1_000;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains (see [`App::drain`]).
+/// Serves `app` on `listener` (and `/metrics` alone on `metrics`, when given) until
+/// `shutdown` resolves. Then, within `grace`: new connections are refused, open waits answer
+/// with the execution as it stands, requests still open are given the grace to end, and the
+/// executions this process drives are drained (see [`App::drain`]): none is held up or
+/// failed by the shutdown.
 pub async fn serve(
     app: App,
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     grace: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -300,14 +336,49 @@ pub async fn serve(
             recovering.recover_expired().await;
         }
     });
+    let closing = app.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        closing.close();
+    });
+    let scraped = metrics.map(|listener| {
+        let closed = app.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router::metrics_only(closed.clone()))
+                .with_graceful_shutdown(async move { closed.closed().await })
+                .await
+        })
+    });
+    let closed = app.clone();
     let served = axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    sweeper.abort();
-    app.drain(grace).await;
-    served?;
-    Ok(())
+        .with_graceful_shutdown(async move { closed.closed().await })
+        .into_future();
+    let drained = async {
+        app.closed().await;
+        sweeper.abort();
+        app.drain(grace).await;
+    };
+    // A request that outlives the grace (a slow upload, a client that stops reading) is cut
+    // off rather than keeping the process alive.
+    let bounded = async {
+        tokio::select! {
+            served = served => served,
+            () = async { app.closed().await; tokio::time::sleep(grace + CUT_OFF_AFTER_GRACE).await } => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                Ok(())
+            }
+        }
+    };
+    let (served, ()) = tokio::join!(bounded, drained);
+    if let Some(scraped) = scraped {
+        scraped.abort();
+    }
+    served
 }
+
+/// How much longer than the grace an open request may hold the shutdown: enough for the
+/// answers of the executions stopped at the end of the grace to be written out.
+const CUT_OFF_AFTER_GRACE: Duration = Duration::from_secs(1);
 
 fn now_ms() -> u64 {
     crate::runner::Clock::now_ms(&crate::runner::SystemClock)

@@ -1,13 +1,20 @@
-//! Operations endpoints, without authentication: metrics, liveness and readiness.
+//! Operations endpoints: metrics (behind a token on the API's listener, or alone on a
+//! listener of their own), liveness and readiness (without authentication).
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
 use super::App;
+use super::auth::Scraper;
 use super::error::{ApiError, ApiResult};
 
-pub(super) async fn metrics(State(app): State<App>) -> impl IntoResponse {
+pub(super) async fn metrics(_: Scraper, State(app): State<App>) -> impl IntoResponse {
+    scrape(State(app)).await
+}
+
+/// The metrics, for the `--metrics-listen` listener, which has no other route.
+pub(super) async fn scrape(State(app): State<App>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

@@ -6,6 +6,14 @@ use axum::routing::{get, post};
 
 use super::{App, admin, components, definitions, executions, openapi, ops};
 
+/// The routes of a `--metrics-listen` address: `/metrics`, without a token.
+pub(super) fn metrics_only(app: App) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::scrape))
+        .fallback(ops::not_found)
+        .with_state(app)
+}
+
 pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     let component_limit = app.config.max_component_bytes;

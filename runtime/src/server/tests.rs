@@ -205,7 +205,16 @@ async fn requests_without_a_valid_token_get_401_with_a_message() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = api.call("GET", "/readyz", None, Body::empty(), "").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = api.call("GET", "/metrics", None, Body::empty(), "").await;
+    // Metrics name every tenant's workflows: they need the admin (or metrics) token.
+    let (status, _) = api.call("GET", "/metrics", None, Body::empty(), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .call("GET", "/metrics", Some(&token), Body::empty(), "")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = api
+        .call("GET", "/metrics", Some(ADMIN), Body::empty(), "")
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.as_str().unwrap().contains("workflow_executions_total") || body.is_string());
 }

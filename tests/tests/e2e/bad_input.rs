@@ -195,3 +195,62 @@ fn input_that_is_not_json() {
     out.expect_code(2);
     assert!(out.stderr.contains("--input"), "{}", out.stderr);
 }
+
+/// Inputs that used to panic (`orca validate` exited 101): a wait too long for a `Duration`,
+/// and a condition whose syntax error lies past the column the CEL parser can report.
+#[test]
+fn former_panics_are_positioned_errors() {
+    let wait = "apiVersion: orca.dev/v1\nkind: WorkflowDefinition\nmetadata:\n  name: w\nspec:\n  startAt: pause\n  states:\n    - {name: pause, type: wait, seconds: 1e30, next: d}\n    - {name: d, type: succeed}\n";
+    rejects("wait.yaml", wait, 8, &["seconds", "out of range"]);
+    let condition = format!(
+        "{HEAD}    - name: a\n      api: svc\n      condition: \"{})\"\n",
+        "true || ".repeat(9_000)
+    );
+    rejects("cel.yaml", &condition, 9, &["condition", "at most 4096"]);
+}
+
+#[test]
+fn numbers_must_be_numbers_and_in_range() {
+    let quoted = format!("{HEAD}    - name: a\n      api: svc\n      retry: {{maxRetries: '3'}}\n");
+    rejects("quoted.yaml", &quoted, 9, &["without quotes"]);
+    let zero = format!("{HEAD}    - name: a\n      api: svc\n      timeout: 0s\n");
+    rejects("zero.yaml", &zero, 9, &["timeout", "from 1ms to 1h"]);
+}
+
+#[test]
+fn names_follow_the_dns_subdomain_rule() {
+    for (name, needle) in [
+        ("\"../../etc\"", "`/`"),
+        ("\"\"", "cannot be empty"),
+        ("\"a\\nb\"", "control character"),
+        ("Orders", "capital letter"),
+    ] {
+        let text = format!(
+            "apiVersion: orca.dev/v1\nkind: SequentialOrchestration\nmetadata:\n  name: {name}\nspec:\n  steps:\n    - {{name: a, api: svc}}\n"
+        );
+        rejects("name.yaml", &text, 4, &["metadata.name", needle]);
+    }
+}
+
+/// `all`, `exists`, `exists_one`, `map` and `filter` bind their own variable.
+#[test]
+fn cel_macros_load_and_run() {
+    let orca = Orca::new();
+    let file = orca.write(
+        "macros.yaml",
+        "apiVersion: orca.dev/v1\nkind: WorkflowDefinition\nmetadata:\n  name: macros\nspec:\n  startAt: pick\n  states:\n    - name: pick\n      type: choice\n      choices:\n        - condition: \"input.lines.all(l, l.qty > 0) && input.lines.exists(l, l.sku == 'b')\"\n          next: mapped\n      default: none\n    - name: mapped\n      type: pass\n      result: {skus: \"${input.lines.filter(l, l.qty > 1).map(l, l.sku)}\"}\n      end: true\n    - {name: none, type: fail, error: nothing}\n",
+    );
+    let out = orca.run(&[
+        "run",
+        file.as_str(),
+        "--input",
+        r#"{"lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}"#,
+    ]);
+    out.expect_code(0);
+    let execution = out.json();
+    assert_eq!(
+        execution["output"]["mapped"]["skus"],
+        serde_json::json!(["b"]),
+        "{execution}"
+    );
+}

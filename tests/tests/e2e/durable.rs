@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Orca, Outcome, Running, seed};
 
-fn postgres_url() -> String {
+pub fn postgres_url() -> String {
     std::env::var("ORCA_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1/test".to_string())
 }
@@ -23,7 +23,7 @@ fn redis_url() -> String {
     std::env::var("ORCA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
 }
 
-fn unique(kind: &str) -> String {
+pub fn unique(kind: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
@@ -65,7 +65,7 @@ impl Store {
         }
     }
 
-    fn postgres(&self) -> String {
+    pub fn postgres(&self) -> String {
         format!("{}?schema={}", postgres_url(), self.schema)
     }
 

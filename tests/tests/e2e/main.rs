@@ -16,6 +16,7 @@ mod conditional;
 mod demo;
 mod durable;
 mod executions;
+mod hostile;
 mod limits;
 mod metrics;
 mod parallel;

@@ -10,12 +10,40 @@ use serde_json::{Value as Json, json};
 
 use crate::support::{Gate, Mock, Orca, Reply};
 
-const ADMIN: &str = "e2e-admin";
+pub const ADMIN: &str = "e2e-admin";
 
 /// A running `orca serve`; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    /// The `--metrics-listen` address, when given.
+    pub metrics_addr: Option<String>,
+}
+
+/// One HTTP/1.1 request to `addr`; returns the status and the body as JSON (a string if not
+/// JSON).
+pub fn request(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, Json) {
+    let mut stream = TcpStream::connect(addr).expect("connects to orca serve");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let json = serde_json::from_str(body).unwrap_or_else(|_| json!(body));
+    (status, json)
 }
 
 impl Drop for Server {
@@ -26,11 +54,11 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn launch(orca: &Orca) -> Server {
+    pub fn launch(orca: &Orca) -> Server {
         Server::launch_with(orca, &[])
     }
 
-    fn launch_with(orca: &Orca, extra: &[&str]) -> Server {
+    pub fn launch_with(orca: &Orca, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN];
         args.extend_from_slice(extra);
         let mut child = orca
@@ -39,45 +67,36 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("orca serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("orca serve prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Server { child, addr }
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut read = |prefix: &str| {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("orca serve prints its address");
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix}..., got {line:?}"))
+                .to_string()
+        };
+        let addr = read("listening on http://");
+        let metrics_addr = extra.contains(&"--metrics-listen").then(|| {
+            read("metrics on http://")
+                .trim_end_matches("/metrics")
+                .to_string()
+        });
+        Server {
+            child,
+            addr,
+            metrics_addr,
+        }
     }
 
     /// One HTTP/1.1 request; returns the status and the body as JSON (a string if not JSON).
-    fn call(&self, method: &str, path: &str, token: &str, body: &str) -> (u16, Json) {
-        let mut stream = TcpStream::connect(&self.addr).expect("connects to orca serve");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status");
-        let json = serde_json::from_str(body).unwrap_or_else(|_| json!(body));
-        (status, json)
+    pub fn call(&self, method: &str, path: &str, token: &str, body: &str) -> (u16, Json) {
+        request(&self.addr, method, path, token, body)
     }
 
-    fn tenant(&self, name: &str) -> String {
+    pub fn tenant(&self, name: &str) -> String {
         let (status, body) = self.call(
             "POST",
             "/v1/tenants",
@@ -90,12 +109,12 @@ impl Server {
         body["token"].as_str().unwrap().to_string()
     }
 
-    fn apply(&self, token: &str, yaml: &str) {
+    pub fn apply(&self, token: &str, yaml: &str) {
         let (status, body) = self.call("POST", "/v1/definitions", token, yaml);
         assert_eq!(status, 201, "{body}");
     }
 
-    fn start(&self, token: &str, query: &str, workflow: &str, url: &str) -> (u16, Json) {
+    pub fn start(&self, token: &str, query: &str, workflow: &str, url: &str) -> (u16, Json) {
         let request = json!({"workflow": workflow, "input": {"id": 7}, "services": {"svc": url}});
         self.call(
             "POST",
@@ -106,7 +125,7 @@ impl Server {
     }
 
     /// Polls until the execution is final (or panics after `timeout`).
-    fn wait_final(&self, token: &str, id: &str, timeout: Duration) -> Json {
+    pub fn wait_final(&self, token: &str, id: &str, timeout: Duration) -> Json {
         let deadline = Instant::now() + timeout;
         loop {
             let (status, body) = self.call("GET", &format!("/v1/executions/{id}"), token, "");
@@ -120,7 +139,7 @@ impl Server {
     }
 }
 
-fn workflow(name: &str) -> String {
+pub fn workflow(name: &str) -> String {
     format!(
         "apiVersion: orca.dev/v1
 kind: SequentialOrchestration
@@ -170,7 +189,12 @@ fn two_tenants_run_workflows_and_cannot_see_each_other() {
     assert_eq!(status, 404);
     let (_, listed) = server.call("GET", "/v1/executions", &a, "");
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
-    let (status, metrics) = server.call("GET", "/metrics", "", "");
+    // Metrics name every tenant's workflows: only the admin (or metrics) token reads them.
+    for token in ["", a.as_str()] {
+        let (status, body) = server.call("GET", "/metrics", token, "");
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, metrics) = server.call("GET", "/metrics", ADMIN, "");
     assert_eq!(status, 200);
     assert!(
         metrics
@@ -344,7 +368,7 @@ fn metrics_scraped_from_the_server_pass_promtool_and_the_specifications_rules() 
     mock.on("/confirm", Reply::json(json!({})));
     mock.on("/ship", Reply::status(500));
     let orca = Orca::new();
-    let server = Server::launch(&orca);
+    let server = Server::launch_with(&orca, &["--metrics-listen", "127.0.0.1:0"]);
     let token = server.tenant("acme");
     server.apply(&token, WORKFLOW);
     for (input, status) in [
@@ -366,8 +390,17 @@ fn metrics_scraped_from_the_server_pass_promtool_and_the_specifications_rules() 
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["status"], status, "{body}");
     }
-    let (code, scrape) = server.call("GET", "/metrics", "", "");
+    // On their own listener metrics need no token, and the API's listener no longer has them.
+    let (code, body) = server.call("GET", "/metrics", ADMIN, "");
+    assert_eq!(code, 404, "{body}");
+    let metrics_addr = server
+        .metrics_addr
+        .as_deref()
+        .expect("--metrics-listen's address");
+    let (code, scrape) = request(metrics_addr, "GET", "/metrics", "", "");
     assert_eq!(code, 200);
+    let (code, _) = request(metrics_addr, "GET", "/v1/executions", &token, "");
+    assert_eq!(code, 404, "the metrics listener serves nothing else");
     let text = scrape.as_str().expect("the text format").to_string();
     let file = orca.write("scrape.prom", &text);
     check_metrics(&file);

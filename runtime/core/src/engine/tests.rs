@@ -20,7 +20,7 @@ fn plan_of(yaml: &str) -> Plan {
 }
 
 fn seed(name: &str) -> Plan {
-    let path = format!("{}/../examples/spec/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../../examples/spec/{name}", env!("CARGO_MANIFEST_DIR"));
     plan_of(&std::fs::read_to_string(path).unwrap())
 }
 

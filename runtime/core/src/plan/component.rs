@@ -12,6 +12,7 @@ use crate::definition::{
 
 use super::ComponentCall;
 use super::common;
+use super::ranges::{COMPONENT_DEADLINE, COMPONENT_FUEL, COMPONENT_MEMORY, COMPONENT_RESULT};
 
 /// The `Component` document named `name`.
 pub(super) fn find<'a>(set: &'a DefinitionSet, name: &str) -> Option<&'a ComponentSpec> {
@@ -138,25 +139,21 @@ fn limits(pos: &DocPosition, spec: &ComponentSpec) -> Result<Limits, LoadError> 
         return Ok(limits);
     };
     if let Some(memory) = &def.memory {
-        limits.memory_bytes = bytes(pos, memory, "spec.limits.memory")?;
-        let max = crate::component::MAX_MEMORY_BYTES;
-        if limits.memory_bytes > max {
-            return Err(pos.error_at(
-                memory,
-                "spec.limits.memory",
-                format!("at most {} MiB", max >> 20),
-            ));
-        }
+        let asked = bytes(pos, memory, "spec.limits.memory")?;
+        limits.memory_bytes = COMPONENT_MEMORY.check(pos, memory, "spec.limits.memory", asked)?;
     }
     if let Some(deadline) = &def.deadline {
+        let field = "spec.limits.deadline";
         limits.deadline_ms =
-            common::duration(pos, deadline, "spec.limits.deadline")?.as_millis() as u64;
+            common::duration(pos, deadline, field, &COMPONENT_DEADLINE)?.as_millis() as u64;
     }
     if let Some(fuel) = &def.fuel {
-        limits.fuel = Some(fuel.value);
+        limits.fuel = Some(COMPONENT_FUEL.check(pos, fuel, "spec.limits.fuel", fuel.value)?);
     }
     if let Some(max) = &def.max_result {
-        limits.max_result_bytes = bytes(pos, max, "spec.limits.maxResult")?;
+        let asked = bytes(pos, max, "spec.limits.maxResult")?;
+        limits.max_result_bytes =
+            COMPONENT_RESULT.check(pos, max, "spec.limits.maxResult", asked)?;
     }
     Ok(limits)
 }

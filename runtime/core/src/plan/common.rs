@@ -7,11 +7,13 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use crate::definition::{
-    DefinitionSet, DocPosition, Document, Kind, LoadError, RetrySpec, Text, closest,
+    DefinitionSet, DocPosition, Document, Kind, LoadError, NAME_RULE, RetrySpec, Text, check_name,
+    closest,
 };
 use crate::expr::{Expr, JsonTemplate, Template, is_cel_identifier};
 use crate::retry::{RetryOn, RetryPolicy, Strategy};
 
+use super::ranges::{JITTER, MAX_RETRIES, MULTIPLIER, RETRY_DELAY, Range, STORE_TTL};
 use super::{Call, Condition, HttpCall, component};
 use crate::definition::{CompensationDef, ConditionDef};
 
@@ -94,7 +96,7 @@ pub(super) fn known_variables<'a>(
 }
 
 /// A node name must be unique and must not shadow a built-in variable.
-pub(super) fn check_name(
+pub(super) fn check_node_name(
     pos: &DocPosition,
     name: &Text,
     field: &str,
@@ -120,16 +122,22 @@ pub(super) fn check_name(
     Ok(())
 }
 
-/// Parses `30s`, `1m30s`, `250ms`, `24h`.
-pub(super) fn duration(pos: &DocPosition, text: &Text, field: &str) -> Result<Duration, LoadError> {
-    humantime::parse_duration(text.value.trim()).map_err(|e| {
+/// Parses `30s`, `1m30s`, `250ms`, `24h`, within `range`.
+pub(super) fn duration(
+    pos: &DocPosition,
+    text: &Text,
+    field: &str,
+    range: &Range<Duration>,
+) -> Result<Duration, LoadError> {
+    let parsed = humantime::parse_duration(text.value.trim()).map_err(|e| {
         pos.error_at(
             text,
             field,
             format!("`{}` is not a duration: {e}", text.value),
         )
         .with_hint("write a number with a unit, like `500ms`, `10s` or `24h`")
-    })
+    })?;
+    range.check(pos, text, field, parsed)
 }
 
 /// Picks a node's retry policy: inline `retry`, then `retryPolicy` by name, then the workflow's
@@ -238,7 +246,12 @@ pub(super) fn retry_policy(
 ) -> Result<RetryPolicy, LoadError> {
     let mut policy = RetryPolicy::none();
     policy.name = name;
-    policy.max_retries = spec.max_retries.value;
+    policy.max_retries = MAX_RETRIES.check(
+        pos,
+        &spec.max_retries,
+        format!("{field}.maxRetries"),
+        spec.max_retries.value,
+    )?;
     policy.jitter = 0.2;
     policy.retry_on = match &spec.retryable_errors {
         None => RetryOn::transient(),
@@ -269,30 +282,19 @@ pub(super) fn retry_policy(
             };
         }
         if let Some(d) = &backoff.initial_delay {
-            policy.initial_delay = duration(pos, d, &format!("{field}.backoff.initialDelay"))?;
+            let at = format!("{field}.backoff.initialDelay");
+            policy.initial_delay = duration(pos, d, &at, &RETRY_DELAY)?;
         }
         if let Some(d) = &backoff.max_delay {
-            policy.max_delay = duration(pos, d, &format!("{field}.backoff.maxDelay"))?;
+            let at = format!("{field}.backoff.maxDelay");
+            policy.max_delay = duration(pos, d, &at, &RETRY_DELAY)?;
         }
         if let Some(m) = &backoff.multiplier {
-            if !(m.value.is_finite() && m.value >= 1.0) {
-                return Err(pos.error_at(
-                    m,
-                    format!("{field}.backoff.multiplier"),
-                    format!("multiplier must be a number >= 1, got {}", m.value),
-                ));
-            }
-            policy.multiplier = m.value;
+            let at = format!("{field}.backoff.multiplier");
+            policy.multiplier = MULTIPLIER.check(pos, m, at, m.value)?;
         }
         if let Some(j) = &backoff.jitter {
-            if !(0.0..=1.0).contains(&j.value) {
-                return Err(pos.error_at(
-                    j,
-                    format!("{field}.backoff.jitter"),
-                    format!("jitter must be between 0 and 1, got {}", j.value),
-                ));
-            }
-            policy.jitter = j.value;
+            policy.jitter = JITTER.check(pos, j, format!("{field}.backoff.jitter"), j.value)?;
         }
     }
     if policy.max_delay < policy.initial_delay {
@@ -340,9 +342,9 @@ pub(super) fn call(
     known: &BTreeSet<String>,
 ) -> Result<HttpCall, LoadError> {
     let service = fields.service.value.trim();
-    if service.is_empty() || service.contains(['/', ' ']) {
+    if let Err(why) = check_name(service) {
         return Err(pos
-            .error_at(fields.service, field, format!("`{service}` is not a service name"))
+            .error_at(fields.service, field, format!("`{}` is not a service name: {why}", service.escape_debug()))
             .with_hint("name a service (like `order-service`) and map it to a URL in a Services document or with --service"));
     }
     let method = match fields.method {
@@ -552,7 +554,7 @@ pub(super) fn check_documents(set: &DefinitionSet) -> Result<(), LoadError> {
                         .with_hint(format!("use one of {}", TYPES.join(", "))));
                 }
                 if let Some(ttl) = &m.spec.ttl {
-                    duration(pos, ttl, "spec.ttl")?;
+                    duration(pos, ttl, "spec.ttl", &STORE_TTL)?;
                 }
                 if let Some(backend) = m.spec.persistence.as_ref().and_then(|p| p.backend.as_ref())
                     && backend.value != "postgresql"
@@ -568,6 +570,11 @@ pub(super) fn check_documents(set: &DefinitionSet) -> Result<(), LoadError> {
             }
             Document::Services(m) => {
                 for (name, url) in &m.spec.services {
+                    if let Err(why) = check_name(name) {
+                        return Err(pos
+                            .error_at(url, format!("spec.services.{name}"), why)
+                            .with_hint(NAME_RULE));
+                    }
                     if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
                         return Err(pos
                             .error_at(

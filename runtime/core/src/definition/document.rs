@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::strict;
+
 /// A string with the place it was written.
 pub type Text = Spanned<String>;
 
@@ -57,7 +59,7 @@ pub struct OrchestrationSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StepDef {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::optional")]
     pub step: Option<Spanned<u32>>,
     pub name: Text,
     #[serde(default)]
@@ -81,7 +83,7 @@ pub struct StepDef {
     pub config: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub depends_on: Vec<Text>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::flag")]
     pub parallel: bool,
     #[serde(default)]
     pub condition: Option<Spanned<ConditionDef>>,
@@ -193,7 +195,7 @@ pub struct StateDef {
     // transitions
     #[serde(default)]
     pub next: Option<Text>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::optional")]
     pub end: Option<Spanned<bool>>,
     // choice
     #[serde(default)]
@@ -204,7 +206,7 @@ pub struct StateDef {
     #[serde(default)]
     pub branches: Option<Spanned<Vec<BranchDef>>>,
     // wait
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::optional")]
     pub seconds: Option<Spanned<f64>>,
     // pass
     #[serde(default)]
@@ -234,6 +236,7 @@ pub struct BranchDef {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetrySpec {
+    #[serde(deserialize_with = "strict::scalar")]
     pub max_retries: Spanned<u32>,
     #[serde(default)]
     pub backoff: Option<BackoffSpec>,
@@ -250,10 +253,10 @@ pub struct BackoffSpec {
     pub initial_delay: Option<Text>,
     #[serde(default)]
     pub max_delay: Option<Text>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::optional")]
     pub multiplier: Option<Spanned<f64>>,
     /// Randomize each delay by up to +-`jitter` of itself (0.0 to 1.0; default 0.2).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::optional")]
     pub jitter: Option<Spanned<f64>>,
 }
 
@@ -276,7 +279,7 @@ pub struct StateStoreSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PersistenceSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::flag")]
     pub enabled: bool,
     #[serde(default)]
     pub backend: Option<Text>,
@@ -364,7 +367,7 @@ pub struct LimitsDef {
     #[serde(default)]
     pub deadline: Option<Text>,
     /// Instruction budget per call.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::optional")]
     pub fuel: Option<Spanned<u64>>,
     /// Largest result, like `1MiB`.
     #[serde(default)]

@@ -36,6 +36,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Running,
+        Status::Compensating,
+        Status::Completed,
+        Status::Failed,
+        Status::Compensated,
+        Status::CompensationFailed,
+        Status::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",

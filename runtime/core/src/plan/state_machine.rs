@@ -13,6 +13,7 @@ use crate::definition::{
 };
 
 use super::common::{self, CallFields, RetryDefaults};
+use super::ranges::{CALL_TIMEOUT, WAIT_SECONDS};
 use super::{Call, DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work, component};
 
 const TYPES: [&str; 7] = [
@@ -59,7 +60,7 @@ pub(super) fn compile(
 
     let mut seen = BTreeMap::new();
     for e in &entries {
-        common::check_name(pos, &e.def.name, &format!("{}.name", e.field), &mut seen)?;
+        common::check_node_name(pos, &e.def.name, &format!("{}.name", e.field), &mut seen)?;
     }
     let known = common::known_variables(entries.iter().map(|e| e.def.name.value.as_str()), []);
 
@@ -108,7 +109,7 @@ pub(super) fn compile(
 
     let defaults = RetryDefaults::new(set, pos, &spec.retry, &spec.retry_policy)?;
     let default_timeout = match &spec.timeout {
-        Some(t) => common::duration(pos, t, "spec.timeout")?,
+        Some(t) => common::duration(pos, t, "spec.timeout", &CALL_TIMEOUT)?,
         None => DEFAULT_TIMEOUT,
     };
 
@@ -199,14 +200,9 @@ pub(super) fn compile(
                         format!("wait state `{}` has no `seconds`", s.name.value),
                     )
                 })?;
-                if !(seconds.value.is_finite() && seconds.value >= 0.0) {
-                    return Err(pos.error_at(
-                        seconds,
-                        format!("{f}.seconds"),
-                        format!("`{}` is not a number of seconds", seconds.value),
-                    ));
-                }
-                Work::Wait(std::time::Duration::from_secs_f64(seconds.value))
+                let seconds =
+                    WAIT_SECONDS.check(pos, seconds, format!("{f}.seconds"), seconds.value)?;
+                Work::Wait(std::time::Duration::from_secs_f64(seconds))
             }
             "choice" => {
                 let choices = s
@@ -305,7 +301,7 @@ pub(super) fn compile(
             _ => unreachable!("check_fields rejects unknown types"),
         };
         let timeout = match &s.timeout {
-            Some(t) => common::duration(pos, t, &format!("{f}.timeout"))?,
+            Some(t) => common::duration(pos, t, &format!("{f}.timeout"), &CALL_TIMEOUT)?,
             None => default_timeout,
         };
         let retry = defaults.for_node(set, pos, &s.retry, &s.retry_policy, f)?;

@@ -13,6 +13,7 @@ mod common;
 mod component;
 mod graph;
 mod orchestration;
+mod ranges;
 mod state_machine;
 
 pub use graph::to_mermaid;

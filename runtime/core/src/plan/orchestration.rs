@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::definition::{LoadError, LoadedDocument, Manifest, OrchestrationSpec, closest};
 
 use super::common::{self, CallFields, RetryDefaults};
+use super::ranges::{CALL_TIMEOUT, STEP_NUMBER};
 use super::{Call, DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work, component};
 
 pub(super) fn compile(
@@ -29,7 +30,10 @@ pub(super) fn compile(
     let mut seen = BTreeMap::new();
     let mut numbers: BTreeMap<u32, String> = BTreeMap::new();
     for (i, step) in spec.steps.iter().enumerate() {
-        common::check_name(pos, &step.name, &format!("spec.steps[{i}].name"), &mut seen)?;
+        common::check_node_name(pos, &step.name, &format!("spec.steps[{i}].name"), &mut seen)?;
+        if let Some(n) = &step.step {
+            STEP_NUMBER.check(pos, n, format!("spec.steps[{i}].step"), n.value)?;
+        }
         if let Some(n) = &step.step
             && let Some(other) = numbers.insert(n.value, step.name.value.clone())
         {
@@ -58,7 +62,7 @@ pub(super) fn compile(
 
     let defaults = RetryDefaults::new(set, pos, &spec.retry, &spec.retry_policy)?;
     let default_timeout = match &spec.timeout {
-        Some(t) => common::duration(pos, t, "spec.timeout")?,
+        Some(t) => common::duration(pos, t, "spec.timeout", &CALL_TIMEOUT)?,
         None => DEFAULT_TIMEOUT,
     };
 
@@ -141,7 +145,7 @@ pub(super) fn compile(
             None => None,
         };
         let timeout = match &step.timeout {
-            Some(t) => common::duration(pos, t, &format!("{field}.timeout"))?,
+            Some(t) => common::duration(pos, t, &format!("{field}.timeout"), &CALL_TIMEOUT)?,
             None => default_timeout,
         };
         nodes.push(Node {

@@ -6,9 +6,12 @@
 
 mod document;
 mod error;
+mod name;
+mod strict;
 
 pub use document::*;
 pub use error::{DocPosition, LoadError, closest};
+pub use name::{MAX_NAME_LEN, NAME_RULE, check_name, is_valid_name};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -117,6 +120,7 @@ impl DefinitionSet {
     pub fn load(sources: Vec<Source>) -> Result<Self, LoadError> {
         let mut documents: Vec<LoadedDocument> = Vec::new();
         for source in &sources {
+            check_characters(source)?;
             for (line_offset, text) in split_documents(&source.text) {
                 let position = DocPosition {
                     file: source.name.clone(),
@@ -157,13 +161,40 @@ impl DefinitionSet {
     }
 }
 
+/// YAML allows no control characters but tab and line breaks; a NUL in particular could
+/// not be stored in a PostgreSQL text column. Found here, the error names its line.
+fn check_characters(source: &Source) -> Result<(), LoadError> {
+    let control = |c: char| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r');
+    let Some(at) = source.text.find(control) else {
+        return Ok(());
+    };
+    let before = &source.text[..at];
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    let found = source.text[at..].chars().next().unwrap_or_default();
+    let position = DocPosition {
+        file: source.name.clone(),
+        line_offset: 0,
+    };
+    Err(position
+        .error_at_line(line, column, "", format!("the control character {found:?} is not allowed in YAML"))
+        .with_hint("remove it; write it as an escape (\\u0000) inside a double-quoted string if it is data"))
+}
+
 fn both_workflows(a: &LoadedDocument, b: &LoadedDocument) -> bool {
     a.kind.is_workflow() && b.kind.is_workflow()
 }
 
 impl LoadedDocument {
     fn metadata_line(&self) -> u64 {
-        let name = match &self.document {
+        self.document.metadata_name().referenced.line()
+    }
+}
+
+impl Document {
+    /// `metadata.name`, where it was written.
+    fn metadata_name(&self) -> &Text {
+        match self {
             Document::Orchestration(m) => &m.metadata.name,
             Document::StateMachine(m) => &m.metadata.name,
             Document::RetryPolicy(m) => &m.metadata.name,
@@ -171,8 +202,7 @@ impl LoadedDocument {
             Document::Services(m) => &m.metadata.name,
             Document::PrometheusRule(m) => &m.metadata.name,
             Document::Component(m) => &m.metadata.name,
-        };
-        name.referenced.line()
+        }
     }
 }
 
@@ -274,18 +304,15 @@ fn parse_document(position: &DocPosition, text: &str) -> Result<LoadedDocument, 
         Kind::PrometheusRule => Document::PrometheusRule(from_yaml(position, text)?),
         Kind::Component => Document::Component(from_yaml(position, text)?),
     };
-    let name = match &document {
-        Document::Orchestration(m) => m.metadata.name.value.clone(),
-        Document::StateMachine(m) => m.metadata.name.value.clone(),
-        Document::RetryPolicy(m) => m.metadata.name.value.clone(),
-        Document::StateStore(m) => m.metadata.name.value.clone(),
-        Document::Services(m) => m.metadata.name.value.clone(),
-        Document::PrometheusRule(m) => m.metadata.name.value.clone(),
-        Document::Component(m) => m.metadata.name.value.clone(),
-    };
+    let name = document.metadata_name();
+    check_name(&name.value).map_err(|message| {
+        position
+            .error_at(name, "metadata.name", message)
+            .with_hint(NAME_RULE)
+    })?;
     Ok(LoadedDocument {
         kind,
-        name,
+        name: name.value.clone(),
         position: position.clone(),
         document,
     })

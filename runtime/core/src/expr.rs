@@ -12,6 +12,19 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+mod cost;
+
+pub use cost::{MAX_ITERATIONS, MAX_RESULT_BYTES, MAX_SOURCE_BYTES};
+
+/// How many iterations an evaluation may take before it is handed to [`LONG_EVALUATIONS`]:
+/// a few milliseconds of work.
+const OFFLOAD_FROM: u64 = 10_000;
+
+/// Where long evaluations run, set once by the host: an async host hands them to a thread
+/// where they cannot hold up other tasks (request handling above all). This crate owns no
+/// runtime, so it only offers the hook; without it they run where they are called.
+pub static LONG_EVALUATIONS: std::sync::OnceLock<fn(&mut dyn FnMut())> = std::sync::OnceLock::new();
+
 /// A compiled CEL expression with its source text (kept for messages).
 #[derive(Clone)]
 pub struct Expr {
@@ -19,6 +32,10 @@ pub struct Expr {
     program: Arc<cel::Program>,
     /// The top-level variables it reads, found once at compile time.
     variables: Arc<[String]>,
+    /// Whether it holds a comprehension (a macro such as `all` or `map`), whose cost depends
+    /// on the data: such an expression is checked against [`MAX_ITERATIONS`] before each
+    /// evaluation.
+    loops: bool,
 }
 
 impl fmt::Debug for Expr {
@@ -36,20 +53,35 @@ pub struct EvalError {
 }
 
 impl Expr {
-    /// Compiles `source`; the error is the parser's message, suitable to show the user.
+    /// Compiles `source`; the error is the parser's message, suitable to show the user. An
+    /// expression longer than [`MAX_SOURCE_BYTES`], or one that would iterate more than
+    /// [`MAX_ITERATIONS`] times whatever its data, is refused here.
     pub fn compile(source: &str) -> Result<Expr, String> {
-        let program = cel::Program::compile(source.trim())
-            .map_err(|errors| describe_syntax_error(source.trim(), &errors.to_string()))?;
-        let variables = program
-            .references()
-            .variables()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let source = source.trim();
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(format!(
+                "the expression is {} bytes long; at most {MAX_SOURCE_BYTES} are allowed \
+                 (split the work over several steps or expressions)",
+                source.len()
+            ));
+        }
+        // The parser is a dependency fed with a tenant's text: a panic inside it is a
+        // refused expression, not a crashed request.
+        let program = std::panic::catch_unwind(|| cel::Program::compile(source))
+            .map_err(|_| format!("`{source}` is not a valid expression: the parser failed on it"))?
+            .map_err(|errors| describe_syntax_error(source, &errors.to_string()))?;
+        let shape = cost::Shape::of(program.expression());
+        if shape.loops {
+            let least = cost::iterations(program.expression(), cost::Unknown::Empty);
+            if least > MAX_ITERATIONS {
+                return Err(over_budget(source, least));
+            }
+        }
         Ok(Expr {
-            source: source.trim().to_string(),
+            source: source.to_string(),
             program: Arc::new(program),
-            variables,
+            variables: shape.variables.into(),
+            loops: shape.loops,
         })
     }
 
@@ -63,20 +95,60 @@ impl Expr {
     }
 
     /// Evaluates against `scope`, asking it only for the variables this expression reads.
+    /// Within the budget: at most [`MAX_ITERATIONS`] comprehension iterations (checked
+    /// before evaluating, from the sizes of the values read) and a result of at most
+    /// [`MAX_RESULT_BYTES`].
     pub fn eval(&self, scope: &dyn Variables) -> Result<Json, EvalError> {
         let mut context = cel::Context::default();
+        let mut longest = 0u64;
         for name in self.variables.iter() {
             if let Some(value) = scope.variable(name) {
+                if self.loops {
+                    longest = longest.max(cost::longest_container(&value));
+                }
                 context.add_variable_from_value(name.clone(), json_to_cel(&value));
             }
         }
-        let value = self
-            .program
-            .execute(&context)
+        let most = if self.loops {
+            cost::iterations(self.program.expression(), cost::Unknown::AtMost(longest))
+        } else {
+            0
+        };
+        if most > MAX_ITERATIONS {
+            return Err(self.error(format!(
+                "with this data it could iterate {most} times, over the budget of \
+                 {MAX_ITERATIONS} per evaluation"
+            )));
+        }
+        let mut outcome = None;
+        let mut evaluate = || {
+            outcome = Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || self.program.execute(&context),
+            )));
+        };
+        match LONG_EVALUATIONS.get() {
+            Some(offload) if most > OFFLOAD_FROM => offload(&mut evaluate),
+            _ => evaluate(),
+        }
+        let value = outcome
+            .unwrap_or_else(|| Err(Box::new("not evaluated")))
+            .map_err(|_| self.error("the evaluator failed on it".to_string()))?
             .map_err(|e| self.error(e.to_string()))?;
+        if cost::json_size_within(&value, MAX_RESULT_BYTES).is_none() {
+            return Err(self.error(format!(
+                "its result is larger than {} MiB",
+                MAX_RESULT_BYTES >> 20
+            )));
+        }
         value
             .json()
             .map_err(|e| self.error(format!("result cannot be JSON: {e}")))
+    }
+
+    /// Whether evaluating may take long enough to be worth moving off an async worker: the
+    /// expression iterates over data.
+    pub fn may_iterate(&self) -> bool {
+        self.loops
     }
 
     /// Evaluates a condition: anything but a boolean is an error, not a truthiness guess.
@@ -93,6 +165,13 @@ impl Expr {
             message,
         }
     }
+}
+
+fn over_budget(source: &str, least: u64) -> String {
+    format!(
+        "`{source}` would iterate at least {least} times, over the budget of {MAX_ITERATIONS} \
+         per evaluation (nested `all`/`exists`/`map`/`filter` multiply)"
+    )
 }
 
 /// The CEL parser reports `<input>:LINE:COL: Syntax error: mismatched input … expecting {…}`
@@ -497,5 +576,80 @@ mod tests {
             t.render(&scope()).unwrap(),
             json!({"amount": 1500, "note": "n=3", "k": [1, ["x"]]})
         );
+    }
+
+    #[test]
+    fn macros_bind_their_own_variables() {
+        let e =
+            Expr::compile("[1, 2].all(w, w > 0) && input.items.exists(i, i.n == input.n)").unwrap();
+        assert_eq!(e.variables(), ["input".to_string()]);
+        let mut s = Scope::new();
+        s.set("input", json!({"n": 2, "items": [{"n": 1}, {"n": 2}]}));
+        assert!(e.eval_bool(&s).unwrap());
+        let mapped = Expr::compile("input.items.map(i, i.n * 10).filter(x, x > 10)").unwrap();
+        assert_eq!(mapped.eval(&s).unwrap(), json!([20]));
+        assert!(
+            Expr::compile("[1].exists_one(w, w == 1)")
+                .unwrap()
+                .variables()
+                .is_empty()
+        );
+        // A name bound by a macro is still unknown outside it.
+        let outside = Expr::compile("[1].all(w, w > 0) && w > 0").unwrap();
+        assert_eq!(outside.variables(), ["w".to_string()]);
+    }
+
+    #[test]
+    fn nested_comprehensions_over_literals_are_refused_at_load() {
+        let sixty = (0..60).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let nested = format!(
+            "[{sixty}].all(a, [{sixty}].all(b, [{sixty}].all(c, [{sixty}].all(d, a + b + c + d >= 0))))"
+        );
+        let err = Expr::compile(&nested).unwrap_err();
+        assert!(err.contains("over the budget of 1000000"), "{err}");
+        // Two levels are fine.
+        let two = format!("[{sixty}].all(a, [{sixty}].all(b, a + b >= 0))");
+        assert!(
+            Expr::compile(&two)
+                .unwrap()
+                .eval_bool(&Scope::new())
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn data_that_would_go_over_the_budget_fails_the_evaluation_before_it_runs() {
+        let e = Expr::compile("input.xs.all(a, input.xs.all(b, a + b >= 0))").unwrap();
+        let mut small = Scope::new();
+        small.set("input", json!({"xs": (0..100).collect::<Vec<_>>()}));
+        assert!(e.eval_bool(&small).unwrap());
+        let mut large = Scope::new();
+        large.set("input", json!({"xs": (0..2_000).collect::<Vec<_>>()}));
+        let started = std::time::Instant::now();
+        let err = e.eval_bool(&large).unwrap_err();
+        assert!(err.message.contains("over the budget"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn results_larger_than_the_budget_are_refused() {
+        let e = Expr::compile("input.xs.map(x, input.big)").unwrap();
+        let mut s = Scope::new();
+        s.set(
+            "input",
+            json!({"xs": (0..1_000).collect::<Vec<_>>(), "big": "x".repeat(64 << 10)}),
+        );
+        let err = e.eval(&s).unwrap_err();
+        assert!(err.message.contains("larger than 10 MiB"), "{err}");
+    }
+
+    #[test]
+    fn overlong_expressions_are_refused_without_reaching_the_parser() {
+        // Past column 65,535 the CEL parser's error formatting panics.
+        let long = format!("{})", "true || ".repeat(9_000));
+        let err = Expr::compile(&long).unwrap_err();
+        assert!(err.contains("at most 4096"), "{err}");
+        let at_limit = format!("{}true", "true||".repeat((MAX_SOURCE_BYTES - 4) / 6));
+        assert!(Expr::compile(&at_limit).is_ok());
     }
 }
