@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= /var/tmp/orca-target
 CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/debug
 
-.PHONY: demo test build lint guests bench
+.PHONY: demo test build lint guests bench fuzz
 
 build:
 	$(CARGO) build --workspace --bins
@@ -26,9 +26,18 @@ guests:
 	@bash guest-examples/build.sh
 
 # The OpenTelemetry export is behind a feature, off by default: its test runs in a second pass.
+# Then each fuzz target runs for a few seconds from the committed corpus (fuzz/run.sh), and
+# schemathesis checks the running server against its OpenAPI document (tests/api/run.sh).
 test: lint build guests
 	$(CARGO) test --workspace
 	$(CARGO) test -p orca-runtime --features otel --test otel
+	bash fuzz/run.sh 10
+	bash tests/api/run.sh
+
+# Long fuzzing runs: FUZZ_SECONDS per target (default 10 minutes each).
+FUZZ_SECONDS ?= 600
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 # Orca against its floors (engine overhead, fan-out, Wasm, durable stores, memory, recovery);
 # prints a table and rewrites BENCHMARKS.md. Needs the guests and the local PostgreSQL and

@@ -9,6 +9,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+mod inspect;
+
+pub use inspect::{CONDITION_EXPORT, Exports, STEP_EXPORT, inspect};
+
 use crate::cached_json::CachedJson;
 use crate::payload::Payload;
 

@@ -32,12 +32,26 @@ fn query_param(name: &str, kind: &str, description: &str) -> Value {
             "schema": { "type": kind } })
 }
 
-/// Operations that need a tenant token get the tenant errors.
+/// The one naming rule (Kubernetes' DNS-1123 subdomain) as a schema.
+fn name_schema() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 253,
+            "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" })
+}
+
+/// Operations that need a tenant token get the tenant errors, and those that read a query or
+/// a body answer 400 when it does not parse.
 fn tenant_op(summary: &str, mut op: Value) -> Value {
     op["summary"] = json!(summary);
     op["security"] = json!([{ "bearer": [] }]);
+    let takes_input = op.get("requestBody").is_some()
+        || op["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
     let responses = op["responses"].as_object_mut().expect("responses");
     responses.insert("401".into(), error("missing or unknown token"));
+    if takes_input && !responses.contains_key("400") {
+        responses.insert("400".into(), error("a query or body that does not parse"));
+    }
     op
 }
 
@@ -72,9 +86,10 @@ pub fn document() -> Value {
                     "created_at_ms": { "type": "integer" } } },
                 "Components": { "type": "object", "properties": {
                     "items": { "type": "array", "items": { "$ref": "#/components/schemas/Component" } } } },
-                "StartRequest": { "type": "object", "required": ["workflow"], "properties": {
-                    "workflow": { "type": "string" }, "input": {}, "version": { "type": "integer" },
-                    "services": { "type": "object", "additionalProperties": { "type": "string" } } } },
+                "StartRequest": { "type": "object", "required": ["workflow"], "additionalProperties": false, "properties": {
+                    "workflow": name_schema(), "input": {}, "version": { "type": "integer", "minimum": 0 },
+                    "services": { "type": "object", "description": "service name (the naming rule) -> base URL",
+                        "additionalProperties": { "type": "string" } } } },
                 "Accepted": { "type": "object", "properties": {
                     "id": { "type": "string" }, "status": { "type": "string" } } },
                 "Execution": { "type": "object", "description": "The execution as `orca run` prints it: status, steps with attempts and durations, results, output, error.",
@@ -87,7 +102,7 @@ pub fn document() -> Value {
                         "id": { "type": "string" }, "workflow": { "type": "string" }, "status": { "type": "string" },
                         "created_at_ms": { "type": "integer" }, "updated_at_ms": { "type": "integer" } } } },
                     "next_cursor": { "type": "string", "nullable": true } } },
-                "Tenant": { "type": "object", "required": ["name"], "properties": { "name": { "type": "string" } } },
+                "Tenant": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": { "name": name_schema() } },
                 "Token": { "type": "object", "properties": {
                     "tenant": { "type": "string" }, "token": { "type": "string", "description": "shown once" } } }
             }
@@ -130,7 +145,9 @@ pub fn document() -> Value {
             },
             "/v1/components": {
                 "post": tenant_op("Upload a Wasm component (exports orca:plugin/step or condition)", json!({
-                    "requestBody": { "required": true, "content": { "application/wasm": { "schema": { "type": "string", "format": "binary" } } } },
+                    "requestBody": { "required": true, "content": {
+                        "application/wasm": { "schema": { "type": "string", "format": "binary" } },
+                        "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
                     "responses": { "201": ok("stored", "Component"), "400": error("not a usable component"),
                         "413": error("too large") } })),
                 "get": tenant_op("This tenant's components", json!({

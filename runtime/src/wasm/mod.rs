@@ -93,6 +93,11 @@ impl WasmHost {
 
     /// Checks that `bytes` is a component this host can run, and which exports it has.
     pub fn check(&self, name: &str, bytes: &[u8]) -> Result<(bool, bool), WasmError> {
+        // The binary format first: bad bytes are refused without reaching the compiler.
+        crate::component::inspect(bytes).map_err(|message| WasmError::Invalid {
+            path: name.to_string(),
+            message,
+        })?;
         let loaded = self.compile(name, bytes)?;
         Ok((loaded.step.is_some(), loaded.condition.is_some()))
     }
