@@ -16,6 +16,7 @@ demo: build
 
 lint:
 	bash .ci/check-deps
+	bash .ci/check-standalone
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p orca-runtime --all-targets --features otel -- -D warnings

@@ -66,13 +66,29 @@ pub fn parse_binding(text: &str) -> Result<(String, String), String> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!("`{url}` is not an http(s) URL"));
     }
-    Ok((name.trim().to_string(), url.trim().to_string()))
+    let name = name.trim();
+    crate::definition::check_name(name).map_err(|why| format!("service {why}"))?;
+    Ok((name.to_string(), url.trim().to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::definition::Source;
+
+    #[test]
+    fn bindings_name_a_service_by_the_naming_rule() {
+        assert_eq!(
+            parse_binding("pay=http://127.0.0.1:1").unwrap(),
+            ("pay".to_string(), "http://127.0.0.1:1".to_string())
+        );
+        assert!(
+            parse_binding("Pay_Svc=http://x")
+                .unwrap_err()
+                .contains("capital")
+        );
+        assert!(parse_binding("pay=ftp://x").is_err());
+    }
 
     #[test]
     fn precedence_is_flag_then_env_then_document_then_dns_name() {
