@@ -1,16 +1,25 @@
-//! Orca's runtime: the host around the pure core (`orca-core`): the runner that carries out
-//! the engine's actions, the HTTP client, the Wasm host, the stores, metrics and the server.
+//! Orca: the `orca` binary, and one import path for the crates it is built from, so that
+//! tools and tests can reach every part as `orca_runtime::<part>`.
+//!
+//! The parts, and what each may depend on (`.ci/check-deps` keeps it so):
+//! - `orca-core`: definitions, plan, expressions, the engine; no I/O, no async runtime, no Wasm.
+//! - `orca-store`: executions, leases, component state, tenants; knows no engine internals.
+//! - `orca-http`: the invoker for HTTP steps.
+//! - `orca-wasm`: the component host (wasmtime); never the server.
+//! - `orca-metrics`: Prometheus metrics.
+//! - `orca-runner`: carries out the engine's actions against a store and an invoker.
+//! - `orca-server`: the HTTP API (`orca serve`).
 
 pub use orca_core::{
     cached_json, component, definition, engine, expr, invoke, payload, plan, progress, retry,
     services, view,
 };
+pub use orca_http as http;
+pub use orca_metrics as metrics;
+pub use orca_runner as runner;
+pub use orca_server as server;
+pub use orca_store as store;
+pub use orca_wasm as wasm;
 
-pub mod http;
-pub mod metrics;
-pub mod runner;
-pub mod server;
-pub mod store;
 #[cfg(feature = "otel")]
 pub mod telemetry;
-pub mod wasm;

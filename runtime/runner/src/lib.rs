@@ -1,0 +1,1026 @@
+//! The executor loop: carries out the engine's actions and makes every decision durable.
+//!
+//! After each batch of events the record is written to the store *before* any resulting
+//! request is sent or timer armed, so a crash at any point leaves a record from which
+//! [`Runner::resume`] continues: completed steps are never called again, and a call that was
+//! in flight is sent again with the same `Idempotency-Key`. A store that keeps nothing across
+//! a crash (memory) is written at most every [`CHECKPOINT_LAG`] instead, and at the end.
+//!
+//! A runner drives an execution only while it holds the execution's lease: it creates new
+//! executions leased to itself, claims existing ones before resuming them, renews the lease in
+//! the background, and presents the lease's fence with every save. If another process takes
+//! the execution over, the next save or renewal fails and this runner stops, so two processes
+//! never drive one execution at once.
+
+mod in_flight;
+mod lease;
+mod plans;
+
+pub use lease::LeaseSettings;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokio::sync::mpsc;
+
+use in_flight::InFlight;
+use lease::{HeldLease, Leases};
+use orca_core::cached_json::CachedJson;
+use orca_core::definition::{DefinitionSet, LoadError, Source};
+use orca_core::engine::{Action, Bindings, Event, Execution, Target};
+use orca_core::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
+use orca_core::plan::{self, Plan};
+use orca_core::progress::Progress;
+use orca_store::{
+    self, ExecutionStore, Fence, RecordBody, StoreError, StoredExecution, Write, owner_id,
+};
+use plans::Plans;
+
+/// Milliseconds since the Unix epoch; a trait so tests can control time.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// What is stored per execution: the engine's record and the definition it runs, so that
+/// resuming needs nothing but the id even if the YAML files changed or are gone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub workflow: WorkflowSource,
+    pub execution: Execution,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkflowSource {
+    /// The workflow's name among the documents of `sources`.
+    pub name: Arc<str>,
+    pub sources: Sources,
+}
+
+impl WorkflowSource {
+    pub fn compile(&self) -> Result<Plan, LoadError> {
+        let set = DefinitionSet::load(self.sources.to_vec())?;
+        plan::compile(&set, Some(&self.name))
+    }
+}
+
+/// The texts of a workflow version, shared by every execution of it, with their JSON made
+/// once: every save writes them into the record, and escaping the same YAML again on each
+/// save was the largest single cost of a save. Their hash is made once too: every new
+/// execution looks its version up among the compiled plans.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sources {
+    list: CachedJson<Vec<Source>>,
+    hash: u64,
+}
+
+impl From<Vec<Source>> for Sources {
+    fn from(list: Vec<Source>) -> Self {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&list);
+        Sources {
+            list: CachedJson::new(list),
+            hash,
+        }
+    }
+}
+
+impl std::hash::Hash for Sources {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl std::ops::Deref for Sources {
+    type Target = [Source];
+    fn deref(&self) -> &[Source] {
+        &self.list
+    }
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.list.fmt(f)
+    }
+}
+
+impl Serialize for Sources {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Source>::deserialize(deserializer).map(Sources::from)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no execution with id `{0}`")]
+    NotFound(String),
+    #[error("execution `{id}` is {status}, not running: only a running execution can be resumed")]
+    NotRunning { id: String, status: &'static str },
+    #[error("the stored definition of execution `{id}` no longer loads: {error}")]
+    Definition {
+        id: String,
+        // Boxed: a load error is large, and every `Result<_, RunError>` would carry its size.
+        error: Box<LoadError>,
+    },
+    #[error("execution `{id}` has an unreadable record: {message}")]
+    Corrupt { id: String, message: String },
+    /// Another live process holds the lease.
+    #[error(
+        "execution `{id}` is being driven by {owner} (lease until {until}); resume it once that \
+         process has stopped or its lease has expired",
+        until = format_ms(*until_ms)
+    )]
+    Leased {
+        id: String,
+        owner: String,
+        until_ms: u64,
+    },
+    /// The process is shutting down: the execution was left at its last checkpoint with its
+    /// lease released, for a later [`Runner::resume`].
+    #[error("stopped driving execution `{id}`: the process is shutting down")]
+    Stopped { id: String },
+    /// This runner was fenced out (another process took over) or could not renew its lease.
+    #[error("stopped driving execution `{id}`: {reason}")]
+    LeaseLost { id: String, reason: String },
+}
+
+fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Runs executions against an [`ExecutionStore`] and an [`Invoker`].
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn ExecutionStore>,
+    invoker: Arc<dyn Invoker>,
+    clock: Arc<dyn Clock>,
+    progress: Option<Arc<dyn Progress>>,
+    /// Who this runner is in the store's leases.
+    owner: String,
+    lease: LeaseSettings,
+    leases: Arc<Leases>,
+    plans: Arc<Plans>,
+    checkpoint_lag: Duration,
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn ExecutionStore>, invoker: Arc<dyn Invoker>) -> Self {
+        let _ = orca_core::expr::LONG_EVALUATIONS.set(off_the_async_workers);
+        Runner {
+            store,
+            invoker,
+            clock: Arc::new(SystemClock),
+            progress: None,
+            owner: owner_id(),
+            lease: LeaseSettings::default(),
+            leases: Arc::default(),
+            plans: Arc::default(),
+            checkpoint_lag: CHECKPOINT_LAG,
+        }
+    }
+
+    /// How far a running execution's checkpoint may lag behind it on a store that keeps
+    /// nothing across a crash (default [`CHECKPOINT_LAG`]); durable stores are always written
+    /// before the engine acts.
+    pub fn with_checkpoint_lag(mut self, lag: Duration) -> Self {
+        self.checkpoint_lag = lag;
+        self
+    }
+
+    /// The owner id written into leases (default: [`owner_id`], unique per runner).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// How long leases last and how often they are renewed (default 30 s and 10 s). A
+    /// `renew_every` that is not shorter than `duration` is replaced by a third of it.
+    pub fn with_lease(mut self, mut lease: LeaseSettings) -> Self {
+        if lease.renew_every >= lease.duration {
+            lease.renew_every = lease.duration / 3;
+        }
+        self.lease = lease;
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports each change of each step (the CLI prints these on stderr).
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Starts a new execution and drives it to a final status.
+    ///
+    /// On a store that keeps nothing across a crash the execution is first written when its
+    /// checkpoint lag is up or when it ends, whichever comes first: nobody has its id before
+    /// this returns, so nobody can miss it, and a short run is written once instead of twice.
+    pub async fn run(
+        &self,
+        workflow: WorkflowSource,
+        plan: &Plan,
+        input: Json,
+        bindings: Bindings,
+    ) -> Result<Execution, RunError> {
+        let (mut record, actions) = self.new_record(workflow, plan, input, bindings);
+        let stored = if self.store.is_durable() {
+            Stored::Leased(self.create(&record).await?)
+        } else {
+            Stored::NotYet
+        };
+        self.drive(&mut record, plan, actions, stored, None).await?;
+        Ok(record.execution)
+    }
+
+    /// Creates a new execution (durable when this returns) and drives it on a background
+    /// task; the handle carries its id and can cancel or stop it.
+    pub async fn start(
+        &self,
+        workflow: WorkflowSource,
+        plan: Plan,
+        input: Json,
+        bindings: Bindings,
+    ) -> Result<Handle, RunError> {
+        let (mut record, actions) = self.new_record(workflow, &plan, input, bindings);
+        let lease = self.create(&record).await?;
+        let id = record.execution.id.to_string();
+        let tenant = record.execution.tenant.to_string();
+        Ok(
+            self.in_background(id, tenant, move |runner, mut inbox| async move {
+                let stored = Stored::Leased(lease);
+                runner
+                    .drive(&mut record, &plan, actions, stored, Some(&mut inbox))
+                    .await
+                    .map(|()| record.execution)
+            }),
+        )
+    }
+
+    /// [`Runner::resume`] on a background task. `control` messages queued before the
+    /// execution is claimed (a cancel) are applied as soon as it is.
+    pub fn resume_in_background(&self, id: &str, services: BTreeMap<String, String>) -> Handle {
+        let owned = id.to_string();
+        self.in_background(
+            id.to_string(),
+            String::new(),
+            move |runner, mut inbox| async move {
+                runner
+                    .resume_with(&owned, &services, Some(&mut inbox))
+                    .await
+            },
+        )
+    }
+
+    /// Takes over up to `limit` executions whose lease has expired (their owner stopped
+    /// renewing: it crashed, hung or lost the store) in one claim, and drives each on a
+    /// background task. Empty when there are none.
+    pub async fn take_over_expired(&self, limit: usize) -> Result<Vec<Handle>, RunError> {
+        let until = self.lease_until();
+        let claimed = self
+            .store
+            .claim_expired(&self.owner, self.clock.now_ms(), until, limit)
+            .await?;
+        Ok(claimed
+            .into_iter()
+            .map(|(stored, fence)| {
+                let id = stored.id.to_string();
+                let tenant = tenant_of(&stored.body);
+                self.in_background(id, tenant, move |runner, mut inbox| async move {
+                    let id = stored.id.clone();
+                    let services = BTreeMap::new();
+                    runner
+                        .resume_claimed(
+                            &id,
+                            fence,
+                            until,
+                            Some(stored),
+                            &services,
+                            Some(&mut inbox),
+                        )
+                        .await
+                })
+            })
+            .collect())
+    }
+
+    /// Runs `drive` on a task of its own, with the receiving end of the handle's control
+    /// channel, and logs why it ended when that was not a normal end or a shutdown.
+    fn in_background<F, D>(&self, id: String, tenant: String, drive: D) -> Handle
+    where
+        D: FnOnce(Runner, mpsc::UnboundedReceiver<Control>) -> F,
+        F: Future<Output = Result<Execution, RunError>> + Send + 'static,
+    {
+        let (control, inbox) = mpsc::unbounded_channel();
+        let driven = drive(self.clone(), inbox);
+        let logged = id.clone();
+        let task = tokio::spawn(async move {
+            let outcome = driven.await;
+            // Nobody awaits a background execution right away; say why it stopped.
+            if let Err(error) = &outcome
+                && !matches!(error, RunError::Stopped { .. })
+            {
+                tracing::warn!(execution = %logged, "execution stopped: {error}");
+            }
+            outcome
+        });
+        Handle {
+            id,
+            tenant,
+            control,
+            task,
+        }
+    }
+
+    /// A new execution's record and its first actions, not yet written anywhere.
+    fn new_record(
+        &self,
+        mut workflow: WorkflowSource,
+        plan: &Plan,
+        input: Json,
+        bindings: Bindings,
+    ) -> (ExecutionRecord, Vec<Action>) {
+        self.plans.share(&mut workflow, plan);
+        let id = uuid::Uuid::now_v7().to_string();
+        let (execution, actions) = Execution::start(plan, id, input, bindings, self.clock.now_ms());
+        if let Some(p) = &self.progress {
+            p.started(&execution);
+        }
+        let record = ExecutionRecord {
+            workflow,
+            execution,
+        };
+        (record, actions)
+    }
+
+    /// Writes a new execution's first record, leased to this runner.
+    async fn create(&self, record: &ExecutionRecord) -> Result<HeldLease, RunError> {
+        let until = self.lease_until();
+        let create = self.creation(self.stored(record)?, until);
+        let fence = orca_store::write_one(&*self.store, create).await?;
+        Ok(self.keep(record.execution.id.clone(), fence, until))
+    }
+
+    /// The write that creates `execution`, leased to this runner until `until`.
+    fn creation(&self, execution: StoredExecution, until: u64) -> Write {
+        Write::Create {
+            execution,
+            owner: self.owner.clone(),
+            lease_until_ms: until,
+        }
+    }
+
+    /// Continues a `running` (or `compensating`) execution from its last checkpoint.
+    /// `services` overrides the stored bindings by name.
+    ///
+    /// The execution is taken over at once if nobody holds its lease, the lease has expired,
+    /// or its owner is a process on this host that has died; otherwise this is refused with
+    /// [`RunError::Leased`].
+    pub async fn resume(
+        &self,
+        id: &str,
+        services: &BTreeMap<String, String>,
+    ) -> Result<Execution, RunError> {
+        self.resume_with(id, services, None).await
+    }
+
+    async fn resume_with(
+        &self,
+        id: &str,
+        services: &BTreeMap<String, String>,
+        inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    ) -> Result<Execution, RunError> {
+        // A finished execution or a definition that no longer loads is reported before the
+        // lease is taken.
+        self.load_resumable(id).await?;
+        let (fence, until) = self.claim(id).await?;
+        self.resume_claimed(id, fence, until, None, services, inbox)
+            .await
+    }
+
+    /// Continues an execution whose lease this runner has just claimed with `fence`.
+    /// `claimed` is its record as the claim returned it, if it did; otherwise it is read here.
+    async fn resume_claimed(
+        &self,
+        id: &str,
+        fence: Fence,
+        until: u64,
+        claimed: Option<StoredExecution>,
+        services: &BTreeMap<String, String>,
+        inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    ) -> Result<Execution, RunError> {
+        let lease = self.keep(id.into(), fence, until);
+        // The record as of the claim, when no one else can write any more: it may have moved
+        // on since any earlier read (or that read came from a cache that was behind).
+        let loaded = match claimed {
+            Some(stored) => self
+                .decode(id, &stored)
+                .and_then(|record| self.resumable(id, record)),
+            None => self.load_resumable(id).await,
+        };
+        let (mut record, plan) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                drop(lease);
+                self.release(id, fence).await;
+                return Err(error);
+            }
+        };
+        for (name, url) in services {
+            record.execution.services.insert(name.clone(), url.clone());
+        }
+        if let Some(p) = &self.progress {
+            p.resumed(&record.execution);
+        }
+        let actions = record.execution.resume(&plan, self.clock.now_ms());
+        self.write_record(&record, fence, false).await?;
+        self.drive(&mut record, &plan, actions, Stored::Leased(lease), inbox)
+            .await?;
+        Ok(record.execution)
+    }
+
+    async fn load_resumable(&self, id: &str) -> Result<(ExecutionRecord, Arc<Plan>), RunError> {
+        let record = self.load(id).await?;
+        self.resumable(id, record)
+    }
+
+    /// `record` with its compiled plan, if it can be resumed.
+    fn resumable(
+        &self,
+        id: &str,
+        mut record: ExecutionRecord,
+    ) -> Result<(ExecutionRecord, Arc<Plan>), RunError> {
+        not_final(id, &record)?;
+        let plan = self.plan(id, &mut record.workflow)?;
+        Ok((record, plan))
+    }
+
+    fn plan(&self, id: &str, workflow: &mut WorkflowSource) -> Result<Arc<Plan>, RunError> {
+        self.plans
+            .compile(workflow)
+            .map_err(|error| RunError::Definition {
+                id: id.to_string(),
+                error: Box::new(error),
+            })
+    }
+
+    pub async fn load(&self, id: &str) -> Result<ExecutionRecord, RunError> {
+        let stored = self
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        self.decode(id, &stored)
+    }
+
+    fn decode(&self, id: &str, stored: &StoredExecution) -> Result<ExecutionRecord, RunError> {
+        serde_json::from_slice(&stored.body).map_err(|e| RunError::Corrupt {
+            id: id.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Carries out `actions` and the ones that follow until the execution is final. The
+    /// caller has persisted the record as it is when this is called, unless it is
+    /// [`Stored::NotYet`].
+    #[tracing::instrument(
+        name = "execution",
+        skip_all,
+        fields(
+            execution = %record.execution.id,
+            workflow = %record.execution.workflow_id,
+            tenant = %record.execution.tenant,
+        )
+    )]
+    async fn drive(
+        &self,
+        record: &mut ExecutionRecord,
+        plan: &Plan,
+        mut actions: Vec<Action>,
+        mut stored: Stored,
+        mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+    ) -> Result<(), RunError> {
+        // Once every sender is gone (or there never was a channel: an execution driven to its
+        // end by its caller), `recv` would return `None` at once: stop polling it.
+        let mut control_open = true;
+        // Calls and timers in flight, polled by this task. Dropping the set when the loop
+        // returns cancels whatever is still pending.
+        let mut pending: InFlight<Pending> = InFlight::new();
+        // The outcomes applied together in one turn; kept across turns for its capacity.
+        let mut batch = Vec::new();
+        // On a store that keeps nothing across a crash: when the changes not yet written are
+        // due to be (see `CHECKPOINT_LAG`).
+        let mut unsaved: Option<Pin<Box<tokio::time::Sleep>>> = match stored {
+            Stored::Leased(_) => None,
+            Stored::NotYet => Some(Box::pin(tokio::time::sleep(self.checkpoint_lag))),
+        };
+        loop {
+            if self.put_in_flight(&record.execution, plan, actions.drain(..), &mut pending) {
+                match &stored {
+                    // The record as it is was written: only the lease is left.
+                    Stored::Leased(lease) => {
+                        self.release(&record.execution.id, lease.fence()).await
+                    }
+                    Stored::NotYet => self.write(record, &mut stored, true).await?,
+                }
+                self.report_finished(record);
+                return Ok(());
+            }
+            let first = tokio::select! {
+                // The calls last: the first poll of a new call is what sends it, and
+                // whatever this task does between sending and waiting competes with the
+                // call for the cores.
+                biased;
+                () = due(&mut unsaved), if unsaved.is_some() => {
+                    unsaved = None;
+                    self.write(record, &mut stored, false).await?;
+                    continue;
+                }
+                reason = stored.lost() => {
+                    return Err(RunError::LeaseLost {
+                        id: record.execution.id.to_string(),
+                        reason,
+                    });
+                }
+                message = receive(&mut control), if control_open => {
+                    match message {
+                        Some(Control::Cancel(reason)) => {
+                            let now = self.clock.now_ms();
+                            actions.extend(record.execution.cancel(plan, &reason, now));
+                            unsaved = None;
+                            self.write(record, &mut stored, false).await?;
+                        }
+                        Some(Control::Stop) => {
+                            // The last save is the checkpoint: calls in flight are sent
+                            // again (same idempotency key) by whoever resumes.
+                            if unsaved.take().is_some() {
+                                self.write(record, &mut stored, false).await?;
+                            }
+                            if let Stored::Leased(lease) = &stored {
+                                self.release(&record.execution.id, lease.fence()).await;
+                            }
+                            return Err(RunError::Stopped {
+                                id: record.execution.id.to_string(),
+                            });
+                        }
+                        None => control_open = false,
+                    }
+                    continue;
+                }
+                // With nothing pending this branch is disabled until the next turn.
+                Some(event) = pending.next() => event,
+            };
+            // Apply everything that has already arrived before the next write: one commit
+            // covers a whole batch of step outcomes.
+            batch.push(first);
+            while let Some(Some(more)) = pending.next().now_or_never() {
+                batch.push(more);
+            }
+            for event in batch.drain(..) {
+                let compared = self.progress.as_ref().filter(|p| p.compares_changes());
+                let before = compared.map(|_| record.execution.clone());
+                let now = self.clock.now_ms();
+                record.execution.apply_into(plan, event, now, &mut actions);
+                if let (Some(p), Some(before)) = (compared, before) {
+                    p.changed(plan, &before, &record.execution);
+                }
+            }
+            if actions.iter().any(|a| matches!(a, Action::Finished)) {
+                // The final record and the lease's release share one commit.
+                self.write(record, &mut stored, true).await?;
+                self.report_finished(record);
+                return Ok(());
+            }
+            if self.store.is_durable() {
+                // Durable before any action this batch produced is carried out.
+                self.write(record, &mut stored, false).await?;
+            } else if unsaved.is_none() {
+                // A store that keeps nothing across a crash protects nothing by being
+                // written first, and its checkpoints only serve readers: send the calls, and
+                // write once the lag is up, with whatever has changed by then.
+                unsaved = Some(Box::pin(tokio::time::sleep(self.checkpoint_lag)));
+            }
+        }
+    }
+
+    /// Puts the calls and timers of `actions` in flight (they start when `pending` is next
+    /// polled); whether one of the actions is [`Action::Finished`].
+    fn put_in_flight(
+        &self,
+        execution: &Execution,
+        plan: &Plan,
+        actions: impl Iterator<Item = Action>,
+        pending: &mut InFlight<Pending>,
+    ) -> bool {
+        let mut finished = false;
+        let mut actions = actions.peekable();
+        // Nothing else will be polled beside a call that starts alone (see `call`).
+        let mut alone = pending.is_empty();
+        while let Some(action) = actions.next() {
+            alone &= actions.peek().is_none();
+            match action {
+                Action::Invoke {
+                    target,
+                    attempt,
+                    request,
+                } => pending.push(self.call(execution, plan, target, attempt, request, alone)),
+                Action::Timer {
+                    target,
+                    attempt,
+                    at_ms,
+                } => {
+                    let delay = at_ms.saturating_sub(self.clock.now_ms());
+                    pending.push(Box::pin(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        Event::Timer { target, attempt }
+                    }));
+                }
+                Action::Finished => finished = true,
+            }
+        }
+        finished
+    }
+
+    fn report_finished(&self, record: &ExecutionRecord) {
+        if let Some(p) = &self.progress {
+            p.finished(&record.execution);
+        }
+    }
+
+    /// One call as a future of its outcome. HTTP calls are polled by the drive task itself.
+    /// A component computes inside `poll`, so one that starts beside other calls or timers
+    /// (`alone` false) runs on a task of its own: parallel components of one execution use
+    /// every core, and the drive task goes on applying the others' outcomes meanwhile. A
+    /// component that starts alone, as every step of a sequential workflow does, is polled by
+    /// the drive task too: a task of its own would only add two hand-offs between threads,
+    /// which cost a call driven from outside the runtime (`orca run`) 50 to 70 µs on the
+    /// benchmark machine, a fifth of a component step that makes an HTTP call
+    /// (bench/FINDINGS.md, section 3).
+    fn call(
+        &self,
+        execution: &Execution,
+        plan: &Plan,
+        target: Target,
+        attempt: u32,
+        request: Arc<Request>,
+        alone: bool,
+    ) -> Pending {
+        let invoker = self.invoker.clone();
+        let on_its_own_task = !alone && matches!(*request, Request::Component(_));
+        let call = tracing::Instrument::instrument(
+            async move {
+                match invoker.invoke(&request, attempt).await {
+                    Ok(response) => Event::Succeeded {
+                        target,
+                        attempt,
+                        response,
+                    },
+                    Err(failure) => Event::Failed {
+                        target,
+                        attempt,
+                        failure,
+                    },
+                }
+            },
+            call_span(execution, plan, target, attempt),
+        );
+        if !on_its_own_task {
+            return Box::pin(call);
+        }
+        let task = AbortOnDrop(tokio::spawn(call));
+        Box::pin(async move {
+            match task.await {
+                Ok(event) => event,
+                Err(error) => Event::Failed {
+                    target,
+                    attempt,
+                    failure: Failure::new(
+                        FailureKind::Trap(TrapKind::Crash),
+                        format!("the component call ended abnormally: {error}"),
+                    ),
+                },
+            }
+        })
+    }
+
+    /// Writes the record where `stored` says; `release` (the execution is final) also gives
+    /// the lease up in the same commit. The first write of a [`Stored::NotYet`] execution
+    /// creates it, leased to this runner unless it is released at once.
+    async fn write(
+        &self,
+        record: &ExecutionRecord,
+        stored: &mut Stored,
+        release: bool,
+    ) -> Result<(), RunError> {
+        if let Stored::Leased(lease) = stored {
+            return self.write_record(record, lease.fence(), release).await;
+        }
+        if !release {
+            *stored = Stored::Leased(self.create(record).await?);
+            return Ok(());
+        }
+        // Created and released in one commit: the execution ended before it was first written.
+        let execution = self.stored(record)?;
+        let finish = Write::Save {
+            execution: execution.clone(),
+            fence: orca_store::FIRST_FENCE,
+            release: true,
+        };
+        let create = self.creation(execution, self.lease_until());
+        for outcome in self.store.write(vec![create, finish]).await? {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    async fn write_record(
+        &self,
+        record: &ExecutionRecord,
+        fence: Fence,
+        release: bool,
+    ) -> Result<(), RunError> {
+        let save = Write::Save {
+            execution: self.stored(record)?,
+            fence,
+            release,
+        };
+        match orca_store::write_one(&*self.store, save).await {
+            Ok(_) => Ok(()),
+            Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
+                id: record.execution.id.to_string(),
+                reason: error.to_string(),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The record as the store is handed it: its JSON, made here, or, for a store that keeps
+    /// records in this process, a snapshot that shares the record's unchanged parts.
+    fn stored(&self, record: &ExecutionRecord) -> Result<StoredExecution, RunError> {
+        let execution = &record.execution;
+        let body = if self.store.keeps_records() {
+            RecordBody::record(record.clone())
+        } else {
+            RecordBody::json(record.checkpoint().map_err(|e| RunError::Corrupt {
+                id: execution.id.to_string(),
+                message: e.to_string(),
+            })?)
+        };
+        Ok(StoredExecution {
+            id: execution.id.clone(),
+            workflow_id: execution.workflow_id.clone(),
+            status: Cow::Borrowed(execution.status.as_str()),
+            created_at_ms: execution.started_at_ms as i64,
+            updated_at_ms: self.clock.now_ms() as i64,
+            body,
+        })
+    }
+}
+
+impl ExecutionRecord {
+    /// The record's JSON, written into a buffer sized for it up front.
+    fn checkpoint(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut json = Vec::with_capacity(checkpoint_size(self)?);
+        serde_json::to_writer(&mut json, self)?;
+        Ok(json)
+    }
+}
+
+impl orca_store::Record for ExecutionRecord {
+    fn to_json(&self) -> Vec<u8> {
+        // Every map in a record has string keys and every value is plain data, so writing
+        // it into memory cannot fail; should it ever, the reader sees why instead of a panic.
+        self.checkpoint().unwrap_or_else(|error| {
+            serde_json::to_vec(&serde_json::json!({"unserializable": error.to_string()}))
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// About the size of `record`'s JSON, so that a checkpoint's buffer is allocated once instead
+/// of doubling its way up and copying what it had written each time. Most of a record is parts
+/// whose JSON is kept between checkpoints; those that changed are serialized here, which is
+/// work the checkpoint would do anyway, and then only the execution's own fields are guessed.
+fn checkpoint_size(record: &ExecutionRecord) -> Result<usize, serde_json::Error> {
+    /// Ids, status, services, times, output and the like, with room to spare.
+    const FIELDS: usize = 768;
+    let execution = &record.execution;
+    let mut size = record.workflow.sources.list.json()?.get().len() + FIELDS;
+    size += execution.input.json()?.get().len();
+    size += execution.services.json()?.get().len() + execution.components.json()?.get().len();
+    for step in &execution.steps {
+        size += step.json()?.get().len();
+    }
+    Ok(size)
+}
+
+/// Where the drive loop writes an execution.
+enum Stored {
+    /// The store has the record, leased to this runner.
+    Leased(HeldLease),
+    /// A new execution on a store that keeps nothing across a crash, whose id nobody has been
+    /// given: its first write creates it (see [`Runner::run`]).
+    NotYet,
+}
+
+impl Stored {
+    /// Resolves (with the reason) once the lease is lost; pending forever before there is one.
+    async fn lost(&mut self) -> String {
+        match self {
+            Stored::Leased(lease) => lease.lost().await,
+            Stored::NotYet => std::future::pending().await,
+        }
+    }
+}
+
+/// A call or timer in flight, resolving to the event it produces.
+type Pending = Pin<Box<dyn Future<Output = Event> + Send>>;
+
+/// How far a running execution's checkpoint may lag behind it on a store that keeps nothing
+/// across a crash (the memory store). There a checkpoint protects nothing and only serves
+/// readers (the API), who cannot tell one written every few milliseconds from one written
+/// after every step. One per step was about a third of the engine's CPU in a 10-step
+/// workflow, spent on the cores its calls need. The final state is written at once.
+pub const CHECKPOINT_LAG: Duration = Duration::from_millis(5);
+
+/// Resolves when the unsaved changes are due to be written; never without any.
+async fn due(unsaved: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match unsaved {
+        Some(deadline) => deadline.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A spawned task that is aborted, not detached, when its handle is dropped: a component
+/// call must not outlive the drive loop that started it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a long expression evaluation (see `expr::LONG_EVALUATIONS`) so that the runtime's
+/// other tasks (request handling, other executions) go on meanwhile: on a multi-threaded
+/// runtime the worker hands its queue to another thread first. A current-thread runtime
+/// has nowhere else to run it.
+fn off_the_async_workers(work: &mut dyn FnMut()) {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(work);
+    } else {
+        work();
+    }
+}
+
+/// Whose execution a stored record is, read without decoding the rest of it ("" when the
+/// record does not say, as records written before tenants existed do not).
+pub fn tenant_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Record {
+        execution: Owner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        #[serde(default)]
+        tenant: String,
+    }
+    serde_json::from_slice::<Record>(body).map_or_else(|_| String::new(), |r| r.execution.tenant)
+}
+
+/// A message into a running drive loop.
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Cancel the execution (see [`Execution::cancel`]): it compensates and ends `cancelled`.
+    Cancel(String),
+    /// Stop driving at the last checkpoint and release the lease (process shutdown).
+    Stop,
+}
+
+/// An execution driven on a background task.
+pub struct Handle {
+    pub id: String,
+    /// Whose execution it is, when known as it was handed over: a start, or a takeover
+    /// (read from the claimed record). Empty for a resume by id, whose record is read on
+    /// the task itself.
+    pub tenant: String,
+    control: mpsc::UnboundedSender<Control>,
+    task: tokio::task::JoinHandle<Result<Execution, RunError>>,
+}
+
+impl Handle {
+    /// Asks the drive loop to cancel; false if it has already ended.
+    pub fn cancel(&self, reason: &str) -> bool {
+        self.control
+            .send(Control::Cancel(reason.to_string()))
+            .is_ok()
+    }
+
+    /// Asks the drive loop to stop at its last checkpoint (see [`Control::Stop`]).
+    pub fn stop(&self) {
+        let _ = self.control.send(Control::Stop);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the drive loop to end.
+    pub async fn join(self) -> Result<Execution, RunError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(RunError::LeaseLost {
+                id: self.id,
+                reason: format!("the drive task ended abnormally: {e}"),
+            }),
+        }
+    }
+}
+
+async fn receive(control: &mut Option<&mut mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
+    match control {
+        Some(control) => control.recv().await,
+        None => None,
+    }
+}
+
+fn not_final(id: &str, record: &ExecutionRecord) -> Result<(), RunError> {
+    let status = record.execution.status;
+    if status.is_final() {
+        return Err(RunError::NotRunning {
+            id: id.to_string(),
+            status: status.as_str(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The span of one call: `attempt` for a step (or its condition, attempt 0), `compensation`
+/// for an undo, with the ids that let logs be joined to the execution.
+fn call_span(execution: &Execution, plan: &Plan, target: Target, attempt: u32) -> tracing::Span {
+    match target {
+        Target::Step(i) => tracing::info_span!(
+            "attempt",
+            execution = %execution.id,
+            workflow = %execution.workflow_id,
+            tenant = %execution.tenant,
+            step = %plan.node(i).name,
+            attempt,
+        ),
+        Target::Compensation(k) => tracing::info_span!(
+            "compensation",
+            execution = %execution.id,
+            workflow = %execution.workflow_id,
+            tenant = %execution.tenant,
+            step = %execution.compensations[k].step,
+            attempt,
+        ),
+    }
+}
