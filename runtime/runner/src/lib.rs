@@ -12,34 +12,37 @@
 //! the execution over, the next save or renewal fails and this runner stops, so two processes
 //! never drive one execution at once.
 
+mod checkpoint;
+mod handle;
 mod in_flight;
 mod lease;
 mod plans;
+mod record;
 
+pub use checkpoint::CHECKPOINT_LAG;
+use checkpoint::{Stored, due};
+use handle::receive;
+pub use handle::{Control, Handle};
 pub use lease::LeaseSettings;
+pub use record::{ExecutionRecord, Sources, WorkflowSource, tenant_of};
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
 use in_flight::InFlight;
 use lease::{HeldLease, Leases};
-use orca_core::cached_json::CachedJson;
-use orca_core::definition::{DefinitionSet, LoadError, Source};
+use orca_core::definition::LoadError;
 use orca_core::engine::{Action, Bindings, Event, Execution, Target};
 use orca_core::invoke::{Failure, FailureKind, Invoker, Request, TrapKind};
-use orca_core::plan::{self, Plan};
+use orca_core::plan::Plan;
 use orca_core::progress::Progress;
-use orca_store::{
-    self, ExecutionStore, Fence, RecordBody, StoreError, StoredExecution, Write, owner_id,
-};
+use orca_store::{self, ExecutionStore, Fence, StoreError, StoredExecution, Write, owner_id};
 use plans::Plans;
 
 /// Milliseconds since the Unix epoch; a trait so tests can control time.
@@ -55,80 +58,6 @@ impl Clock for SystemClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
-    }
-}
-
-/// What is stored per execution: the engine's record and the definition it runs, so that
-/// resuming needs nothing but the id even if the YAML files changed or are gone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExecutionRecord {
-    pub workflow: WorkflowSource,
-    pub execution: Execution,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct WorkflowSource {
-    /// The workflow's name among the documents of `sources`.
-    pub name: Arc<str>,
-    pub sources: Sources,
-}
-
-impl WorkflowSource {
-    pub fn compile(&self) -> Result<Plan, LoadError> {
-        let set = DefinitionSet::load(self.sources.to_vec())?;
-        plan::compile(&set, Some(&self.name))
-    }
-}
-
-/// The texts of a workflow version, shared by every execution of it, with their JSON made
-/// once: every save writes them into the record, and escaping the same YAML again on each
-/// save was the largest single cost of a save. Their hash is made once too: every new
-/// execution looks its version up among the compiled plans.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Sources {
-    list: CachedJson<Vec<Source>>,
-    hash: u64,
-}
-
-impl From<Vec<Source>> for Sources {
-    fn from(list: Vec<Source>) -> Self {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&list);
-        Sources {
-            list: CachedJson::new(list),
-            hash,
-        }
-    }
-}
-
-impl std::hash::Hash for Sources {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl std::ops::Deref for Sources {
-    type Target = [Source];
-    fn deref(&self) -> &[Source] {
-        &self.list
-    }
-}
-
-impl std::fmt::Debug for Sources {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.list.fmt(f)
-    }
-}
-
-impl Serialize for Sources {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.list.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Sources {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Vec::<Source>::deserialize(deserializer).map(Sources::from)
     }
 }
 
@@ -733,154 +662,10 @@ impl Runner {
             }
         })
     }
-
-    /// Writes the record where `stored` says; `release` (the execution is final) also gives
-    /// the lease up in the same commit. The first write of a [`Stored::NotYet`] execution
-    /// creates it, leased to this runner unless it is released at once.
-    async fn write(
-        &self,
-        record: &ExecutionRecord,
-        stored: &mut Stored,
-        release: bool,
-    ) -> Result<(), RunError> {
-        if let Stored::Leased(lease) = stored {
-            return self.write_record(record, lease.fence(), release).await;
-        }
-        if !release {
-            *stored = Stored::Leased(self.create(record).await?);
-            return Ok(());
-        }
-        // Created and released in one commit: the execution ended before it was first written.
-        let execution = self.stored(record)?;
-        let finish = Write::Save {
-            execution: execution.clone(),
-            fence: orca_store::FIRST_FENCE,
-            release: true,
-        };
-        let create = self.creation(execution, self.lease_until());
-        for outcome in self.store.write(vec![create, finish]).await? {
-            outcome?;
-        }
-        Ok(())
-    }
-
-    async fn write_record(
-        &self,
-        record: &ExecutionRecord,
-        fence: Fence,
-        release: bool,
-    ) -> Result<(), RunError> {
-        let save = Write::Save {
-            execution: self.stored(record)?,
-            fence,
-            release,
-        };
-        match orca_store::write_one(&*self.store, save).await {
-            Ok(_) => Ok(()),
-            Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
-                id: record.execution.id.to_string(),
-                reason: error.to_string(),
-            }),
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    /// The record as the store is handed it: its JSON, made here, or, for a store that keeps
-    /// records in this process, a snapshot that shares the record's unchanged parts.
-    fn stored(&self, record: &ExecutionRecord) -> Result<StoredExecution, RunError> {
-        let execution = &record.execution;
-        let body = if self.store.keeps_records() {
-            RecordBody::record(record.clone())
-        } else {
-            RecordBody::json(record.checkpoint().map_err(|e| RunError::Corrupt {
-                id: execution.id.to_string(),
-                message: e.to_string(),
-            })?)
-        };
-        Ok(StoredExecution {
-            id: execution.id.clone(),
-            workflow_id: execution.workflow_id.clone(),
-            status: Cow::Borrowed(execution.status.as_str()),
-            created_at_ms: execution.started_at_ms as i64,
-            updated_at_ms: self.clock.now_ms() as i64,
-            body,
-        })
-    }
-}
-
-impl ExecutionRecord {
-    /// The record's JSON, written into a buffer sized for it up front.
-    fn checkpoint(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut json = Vec::with_capacity(checkpoint_size(self)?);
-        serde_json::to_writer(&mut json, self)?;
-        Ok(json)
-    }
-}
-
-impl orca_store::Record for ExecutionRecord {
-    fn to_json(&self) -> Vec<u8> {
-        // Every map in a record has string keys and every value is plain data, so writing
-        // it into memory cannot fail; should it ever, the reader sees why instead of a panic.
-        self.checkpoint().unwrap_or_else(|error| {
-            serde_json::to_vec(&serde_json::json!({"unserializable": error.to_string()}))
-                .unwrap_or_default()
-        })
-    }
-}
-
-/// About the size of `record`'s JSON, so that a checkpoint's buffer is allocated once instead
-/// of doubling its way up and copying what it had written each time. Most of a record is parts
-/// whose JSON is kept between checkpoints; those that changed are serialized here, which is
-/// work the checkpoint would do anyway, and then only the execution's own fields are guessed.
-fn checkpoint_size(record: &ExecutionRecord) -> Result<usize, serde_json::Error> {
-    /// Ids, status, services, times, output and the like, with room to spare.
-    const FIELDS: usize = 768;
-    let execution = &record.execution;
-    let mut size = record.workflow.sources.list.json()?.get().len() + FIELDS;
-    size += execution.input.json()?.get().len();
-    size += execution.services.json()?.get().len() + execution.components.json()?.get().len();
-    for step in &execution.steps {
-        size += step.json()?.get().len();
-    }
-    Ok(size)
-}
-
-/// Where the drive loop writes an execution.
-enum Stored {
-    /// The store has the record, leased to this runner.
-    Leased(HeldLease),
-    /// A new execution on a store that keeps nothing across a crash, whose id nobody has been
-    /// given: its first write creates it (see [`Runner::run`]).
-    NotYet,
-}
-
-impl Stored {
-    /// Resolves (with the reason) once the lease is lost; pending forever before there is one.
-    async fn lost(&mut self) -> String {
-        match self {
-            Stored::Leased(lease) => lease.lost().await,
-            Stored::NotYet => std::future::pending().await,
-        }
-    }
 }
 
 /// A call or timer in flight, resolving to the event it produces.
 type Pending = Pin<Box<dyn Future<Output = Event> + Send>>;
-
-/// How far a running execution's checkpoint may lag behind it on a store that keeps nothing
-/// across a crash (the memory store). There a checkpoint protects nothing and only serves
-/// readers (the API), who cannot tell one written every few milliseconds from one written
-/// after every step. One per step was about a third of the engine's CPU in a 10-step
-/// workflow, spent on the cores its calls need. The final state is written at once.
-pub const CHECKPOINT_LAG: Duration = Duration::from_millis(5);
-
-/// Resolves when the unsaved changes are due to be written; never without any.
-async fn due(unsaved: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
-    match unsaved {
-        Some(deadline) => deadline.await,
-        None => std::future::pending().await,
-    }
-}
 
 /// A spawned task that is aborted, not detached, when its handle is dropped: a component
 /// call must not outlive the drive loop that started it.
@@ -914,77 +699,6 @@ fn off_the_async_workers(work: &mut dyn FnMut()) {
         tokio::task::block_in_place(work);
     } else {
         work();
-    }
-}
-
-/// Whose execution a stored record is, read without decoding the rest of it ("" when the
-/// record does not say, as records written before tenants existed do not).
-pub fn tenant_of(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Record {
-        execution: Owner,
-    }
-    #[derive(serde::Deserialize)]
-    struct Owner {
-        #[serde(default)]
-        tenant: String,
-    }
-    serde_json::from_slice::<Record>(body).map_or_else(|_| String::new(), |r| r.execution.tenant)
-}
-
-/// A message into a running drive loop.
-#[derive(Debug, Clone)]
-pub enum Control {
-    /// Cancel the execution (see [`Execution::cancel`]): it compensates and ends `cancelled`.
-    Cancel(String),
-    /// Stop driving at the last checkpoint and release the lease (process shutdown).
-    Stop,
-}
-
-/// An execution driven on a background task.
-pub struct Handle {
-    pub id: String,
-    /// Whose execution it is, when known as it was handed over: a start, or a takeover
-    /// (read from the claimed record). Empty for a resume by id, whose record is read on
-    /// the task itself.
-    pub tenant: String,
-    control: mpsc::UnboundedSender<Control>,
-    task: tokio::task::JoinHandle<Result<Execution, RunError>>,
-}
-
-impl Handle {
-    /// Asks the drive loop to cancel; false if it has already ended.
-    pub fn cancel(&self, reason: &str) -> bool {
-        self.control
-            .send(Control::Cancel(reason.to_string()))
-            .is_ok()
-    }
-
-    /// Asks the drive loop to stop at its last checkpoint (see [`Control::Stop`]).
-    pub fn stop(&self) {
-        let _ = self.control.send(Control::Stop);
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// Waits for the drive loop to end.
-    pub async fn join(self) -> Result<Execution, RunError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(RunError::LeaseLost {
-                id: self.id,
-                reason: format!("the drive task ended abnormally: {e}"),
-            }),
-        }
-    }
-}
-
-async fn receive(control: &mut Option<&mut mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
-    match control {
-        Some(control) => control.recv().await,
-        None => None,
     }
 }
 

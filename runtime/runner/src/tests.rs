@@ -10,9 +10,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::*;
-use orca_core::definition::DefinitionSet;
+use orca_core::definition::{DefinitionSet, Source};
 use orca_core::engine::{Bindings, Status};
 use orca_core::invoke::{Failure, Headers, Request, Response};
+use orca_core::plan;
 use orca_store::{Claim, LeaseStore, MemoryStore};
 
 const WORKFLOW: &str = r#"apiVersion: orca.dev/v1
