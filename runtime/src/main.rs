@@ -8,12 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use orca_runtime::definition::{DefinitionSet, LoadError, Source};
-use orca_runtime::engine::{Bindings, Status};
+use orca_runtime::engine::Status;
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{Dispatcher, Invoker};
 use orca_runtime::metrics::{Metered, Metrics};
 use orca_runtime::progress::{Both, StderrProgress};
-use orca_runtime::runner::{RunError, Runner, WorkflowSource};
+use orca_runtime::runner::launch::{self, Launch, LaunchSettings};
+use orca_runtime::runner::{RunError, Runner};
 use orca_runtime::store::kv::KvStore;
 use orca_runtime::store::{self, ExecutionStore, ListFilter, StoreConfig, StoreError};
 use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost, bind_components};
@@ -448,12 +449,21 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             store,
         } => {
             let set = load(&files)?;
-            plan::validate(&set)?;
-            let plan = plan::compile(&set, workflow.as_deref())?;
-            let input = parse_input(&input)?;
             let overrides: BTreeMap<String, String> = services.into_iter().collect();
-            let bindings =
-                services::resolve(&plan.services, &set, &overrides, |k| std::env::var(k).ok());
+            let Launch {
+                plan,
+                source,
+                mut bindings,
+            } = launch::prepare(
+                &set,
+                LaunchSettings {
+                    workflow: workflow.as_deref(),
+                    tenant: "default",
+                    services: &overrides,
+                    env: |k: &str| std::env::var(k).ok(),
+                },
+            )?;
+            let input = parse_input(&input)?;
             let store = open_stores(store.store.as_deref(), Some(&set)).await?;
             let executions = store.0.clone();
             let Host {
@@ -461,16 +471,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 wasm,
                 metrics,
             } = host(store, max_body_bytes, true)?;
-            let components = bind_components(&set, &wasm)?;
-            let source = WorkflowSource {
-                name: plan.workflow_id.clone(),
-                sources: set.sources.clone().into(),
-            };
-            let bindings = Bindings {
-                tenant: "default".to_string(),
-                services: bindings,
-                components,
-            };
+            bindings.components = bind_components(&set, &wasm)?;
             let execution = runner.run(source, &plan, input, bindings).await;
             executions.flush().await;
             let execution = execution?;

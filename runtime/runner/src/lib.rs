@@ -15,6 +15,7 @@
 mod checkpoint;
 mod handle;
 mod in_flight;
+pub mod launch;
 mod lease;
 mod plans;
 mod record;

@@ -16,9 +16,10 @@ use super::definitions::source_of;
 use super::error::{ApiError, ApiResult};
 use super::{App, names};
 use orca_core::definition::{DefinitionSet, Document, Kind};
-use orca_core::engine::{Bindings, Status};
-use orca_core::{plan, services, view};
-use orca_runner::{ExecutionRecord, RunError, WorkflowSource, tenant_of};
+use orca_core::engine::Status;
+use orca_core::view;
+use orca_runner::launch::{self, Launch, LaunchSettings};
+use orca_runner::{ExecutionRecord, RunError, tenant_of};
 use orca_store::{ListFilter, owner_is_dead_locally};
 use orca_wasm::bind_components;
 
@@ -92,7 +93,19 @@ pub(super) async fn start(
         }
     }
     let set = DefinitionSet::load(sources)?;
-    let plan = plan::compile(&set, Some(&workflow.name))?;
+    let Launch {
+        plan,
+        source,
+        mut bindings,
+    } = launch::prepare(
+        &set,
+        LaunchSettings {
+            workflow: Some(&workflow.name),
+            tenant: &tenant,
+            services: &request.services,
+            env: |_: &str| None,
+        },
+    )?;
     super::quotas::check(&app.config, &plan)?;
     for doc in set.of_kind(Kind::Component) {
         if let Document::Component(m) = &doc.document {
@@ -108,20 +121,10 @@ pub(super) async fn start(
             }
         }
     }
-    let (wasm, bound_set) = (app.wasm.clone(), set.clone());
-    let components = tokio::task::spawn_blocking(move || bind_components(&bound_set, &wasm))
+    let wasm = app.wasm.clone();
+    bindings.components = tokio::task::spawn_blocking(move || bind_components(&set, &wasm))
         .await
         .map_err(ApiError::internal)??;
-    let services = services::resolve(&plan.services, &set, &request.services, |_| None);
-    let source = WorkflowSource {
-        name: plan.workflow_id.clone(),
-        sources: set.sources.clone().into(),
-    };
-    let bindings = Bindings {
-        tenant,
-        services,
-        components,
-    };
     let input = request.input.unwrap_or_else(|| json!({}));
     let owner = bindings.tenant.clone();
     let handle = app.runner.start(source, plan, input, bindings).await?;

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::definition::{DefinitionSet, Document, Kind, LoadError};
+use crate::definition::{DefinitionSet, Document, Kind, LoadError, LoadedDocument};
 use crate::expr::{Expr, JsonTemplate, Template};
 use crate::retry::RetryPolicy;
 
@@ -162,6 +162,21 @@ impl Plan {
 pub fn compile(set: &DefinitionSet, name: Option<&str>) -> Result<Plan, LoadError> {
     // Uses of policies and components rely on those documents being valid.
     common::check_documents(set)?;
+    compile_document(set, choose(set, name)?)
+}
+
+/// Compiles every workflow of the set, as [`validate`] does (so an error in any of them is
+/// reported), and returns the one `name` picks as [`compile`] would: each compiled once.
+pub fn compile_checked(set: &DefinitionSet, name: Option<&str>) -> Result<Plan, LoadError> {
+    let chosen = choose(set, name)?.name.clone();
+    validate(set)?
+        .into_iter()
+        .find(|plan| *plan.workflow_id == *chosen)
+        .ok_or_else(|| set_error(set, format!("no workflow named `{chosen}`")))
+}
+
+/// The workflow `name` names, or the set's only one.
+fn choose<'a>(set: &'a DefinitionSet, name: Option<&str>) -> Result<&'a LoadedDocument, LoadError> {
     let workflows: Vec<_> = set.workflows().collect();
     let chosen = match name {
         Some(name) => workflows.iter().find(|d| d.name == name).ok_or_else(|| {
@@ -185,6 +200,10 @@ pub fn compile(set: &DefinitionSet, name: Option<&str>) -> Result<Plan, LoadErro
             }
         },
     };
+    Ok(*chosen)
+}
+
+fn compile_document(set: &DefinitionSet, chosen: &LoadedDocument) -> Result<Plan, LoadError> {
     let mut plan = match &chosen.document {
         Document::Orchestration(m) => orchestration::compile(set, chosen, m),
         Document::StateMachine(m) => state_machine::compile(set, chosen, m),
@@ -227,7 +246,7 @@ impl Plan {
 pub fn validate(set: &DefinitionSet) -> Result<Vec<Plan>, LoadError> {
     common::check_documents(set)?;
     set.workflows()
-        .map(|doc| compile(set, Some(&doc.name)))
+        .map(|doc| compile_document(set, doc))
         .collect()
 }
 

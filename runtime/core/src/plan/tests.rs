@@ -190,3 +190,28 @@ fn state_machines_reject_unreachable_states_and_misplaced_fields() {
     .unwrap_err();
     assert!(err.message.contains("unknown state type `taks`"), "{err}");
 }
+
+#[test]
+fn compile_checked_reports_any_broken_workflow_and_returns_the_chosen_one() {
+    let workflow = |name: &str, api: &str| {
+        format!(
+            "---\napiVersion: orca.dev/v1\nkind: SequentialOrchestration\nmetadata: {{name: {name}}}\nspec:\n  steps:\n    - {{name: a, api: {api}}}\n"
+        )
+    };
+    let load = |text: String| {
+        DefinitionSet::load(vec![Source {
+            name: "w.yaml".into(),
+            text,
+        }])
+        .unwrap()
+    };
+    let good = load(workflow("one", "svc") + &workflow("two", "svc"));
+    let plan = compile_checked(&good, Some("two")).unwrap();
+    assert_eq!(&*plan.workflow_id, "two");
+    // `compile` looks at the chosen workflow only; `compile_checked` at every one.
+    let broken = load(workflow("one", "svc") + &workflow("two", "Bad_Service"));
+    assert!(compile(&broken, Some("one")).is_ok());
+    let error = compile_checked(&broken, Some("one")).unwrap_err();
+    assert!(error.to_string().contains("Bad_Service"), "{error}");
+    assert!(compile_checked(&good, Some("three")).is_err());
+}
