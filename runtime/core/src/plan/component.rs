@@ -11,7 +11,8 @@ use crate::definition::{
 };
 
 use super::ComponentCall;
-use super::common;
+use super::expressions;
+use super::ranges;
 use super::ranges::{COMPONENT_DEADLINE, COMPONENT_FUEL, COMPONENT_MEMORY, COMPONENT_RESULT};
 
 /// The `Component` document named `name`.
@@ -52,7 +53,7 @@ pub(super) fn call(
             if !c.value.is_object() {
                 return Err(pos.error_at(c, format!("{field}.config"), "config must be a mapping"));
             }
-            common::json_template(pos, c, &format!("{field}.config"), known)
+            expressions::json_template(pos, c, &format!("{field}.config"), known)
         })
         .transpose()?;
     Ok(ComponentCall {
@@ -145,7 +146,7 @@ fn limits(pos: &DocPosition, spec: &ComponentSpec) -> Result<Limits, LoadError> 
     if let Some(deadline) = &def.deadline {
         let field = "spec.limits.deadline";
         limits.deadline_ms =
-            common::duration(pos, deadline, field, &COMPONENT_DEADLINE)?.as_millis() as u64;
+            ranges::duration(pos, deadline, field, &COMPONENT_DEADLINE)?.as_millis() as u64;
     }
     if let Some(fuel) = &def.fuel {
         limits.fuel = Some(COMPONENT_FUEL.check(pos, fuel, "spec.limits.fuel", fuel.value)?);

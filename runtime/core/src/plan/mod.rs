@@ -9,11 +9,14 @@
 //! Compiling resolves every name (retry policies, `dependsOn`, `next`, the variables an
 //! expression reads) and fails with a positioned [`LoadError`] on the first problem.
 
+mod calls;
 mod common;
 mod component;
+mod expressions;
 mod graph;
 mod orchestration;
 mod ranges;
+mod retries;
 mod state_machine;
 
 pub use graph::to_mermaid;

@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 
 use crate::definition::{LoadError, LoadedDocument, Manifest, OrchestrationSpec, closest};
 
-use super::common::{self, CallFields, RetryDefaults};
+use super::calls::{self, CallFields};
+use super::common;
+use super::expressions;
+use super::ranges;
 use super::ranges::{CALL_TIMEOUT, STEP_NUMBER};
+use super::retries::RetryDefaults;
 use super::{Call, DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work, component};
 
 pub(super) fn compile(
@@ -46,7 +50,7 @@ pub(super) fn compile(
                 .with_hint("step numbers name results as stepN, so each must be unique"));
         }
     }
-    let known = common::known_variables(
+    let known = expressions::known_variables(
         spec.steps.iter().map(|s| s.name.value.as_str()),
         numbers.keys().copied(),
     );
@@ -62,7 +66,7 @@ pub(super) fn compile(
 
     let defaults = RetryDefaults::new(set, pos, &spec.retry, &spec.retry_policy)?;
     let default_timeout = match &spec.timeout {
-        Some(t) => common::duration(pos, t, "spec.timeout", &CALL_TIMEOUT)?,
+        Some(t) => ranges::duration(pos, t, "spec.timeout", &CALL_TIMEOUT)?,
         None => DEFAULT_TIMEOUT,
     };
 
@@ -70,7 +74,7 @@ pub(super) fn compile(
     for (i, step) in spec.steps.iter().enumerate() {
         let field = format!("spec.steps[{i}]");
         let call = match (&step.api, &step.component) {
-            (Some(api), None) => Call::Http(common::call(
+            (Some(api), None) => Call::Http(calls::call(
                 pos,
                 CallFields {
                     label: None,
@@ -85,7 +89,7 @@ pub(super) fn compile(
                 &known,
             )?),
             (None, Some(name)) => {
-                common::reject_http_fields(
+                calls::reject_http_fields(
                     pos,
                     &field,
                     step.endpoint.as_ref(),
@@ -131,11 +135,11 @@ pub(super) fn compile(
             ));
         }
         let condition = match &step.condition {
-            Some(c) => common::condition(set, pos, c, &format!("{field}.condition"), &known)?,
+            Some(c) => calls::condition(set, pos, c, &format!("{field}.condition"), &known)?,
             None => None,
         };
         let compensation = match &step.compensation {
-            Some(c) => Some(common::compensation(
+            Some(c) => Some(calls::compensation(
                 set,
                 pos,
                 c,
@@ -145,7 +149,7 @@ pub(super) fn compile(
             None => None,
         };
         let timeout = match &step.timeout {
-            Some(t) => common::duration(pos, t, &format!("{field}.timeout"), &CALL_TIMEOUT)?,
+            Some(t) => ranges::duration(pos, t, &format!("{field}.timeout"), &CALL_TIMEOUT)?,
             None => default_timeout,
         };
         nodes.push(Node {
@@ -173,7 +177,7 @@ pub(super) fn compile(
             .map(|(k, v)| {
                 Ok((
                     k.clone(),
-                    common::expression(pos, v, &format!("spec.output.{k}"), &known)?,
+                    expressions::expression(pos, v, &format!("spec.output.{k}"), &known)?,
                 ))
             })
             .collect::<Result<_, LoadError>>()?,

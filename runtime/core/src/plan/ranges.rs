@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use crate::definition::{DocPosition, LoadError};
+use crate::definition::{DocPosition, LoadError, Text};
 
 /// An inclusive range and how to show its bounds.
 pub(crate) struct Range<T> {
@@ -131,4 +131,22 @@ impl<T: Shown> Range<T> {
                 self.max.shown()
             )))
     }
+}
+
+/// Parses `30s`, `1m30s`, `250ms`, `24h`, within `range`.
+pub(crate) fn duration(
+    pos: &DocPosition,
+    text: &Text,
+    field: &str,
+    range: &Range<Duration>,
+) -> Result<Duration, LoadError> {
+    let parsed = humantime::parse_duration(text.value.trim()).map_err(|e| {
+        pos.error_at(
+            text,
+            field,
+            format!("`{}` is not a duration: {e}", text.value),
+        )
+        .with_hint("write a number with a unit, like `500ms`, `10s` or `24h`")
+    })?;
+    range.check(pos, text, field, parsed)
 }

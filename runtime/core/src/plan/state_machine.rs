@@ -12,8 +12,12 @@ use crate::definition::{
     DefinitionSet, LoadError, LoadedDocument, Manifest, StateDef, StateMachineSpec, Text, closest,
 };
 
-use super::common::{self, CallFields, RetryDefaults};
+use super::calls::{self, CallFields};
+use super::common;
+use super::expressions;
+use super::ranges;
 use super::ranges::{CALL_TIMEOUT, WAIT_SECONDS};
+use super::retries::RetryDefaults;
 use super::{Call, DEFAULT_TIMEOUT, Join, Node, NodeId, Plan, Work, component};
 
 const TYPES: [&str; 7] = [
@@ -62,7 +66,7 @@ pub(super) fn compile(
     for e in &entries {
         common::check_node_name(pos, &e.def.name, &format!("{}.name", e.field), &mut seen)?;
     }
-    let known = common::known_variables(entries.iter().map(|e| e.def.name.value.as_str()), []);
+    let known = expressions::known_variables(entries.iter().map(|e| e.def.name.value.as_str()), []);
 
     // Node ids: one per state, plus a fork node for each parallel state, after all states.
     let mut fork_of: BTreeMap<usize, NodeId> = BTreeMap::new();
@@ -109,7 +113,7 @@ pub(super) fn compile(
 
     let defaults = RetryDefaults::new(set, pos, &spec.retry, &spec.retry_policy)?;
     let default_timeout = match &spec.timeout {
-        Some(t) => common::duration(pos, t, "spec.timeout", &CALL_TIMEOUT)?,
+        Some(t) => ranges::duration(pos, t, "spec.timeout", &CALL_TIMEOUT)?,
         None => DEFAULT_TIMEOUT,
     };
 
@@ -139,7 +143,7 @@ pub(super) fn compile(
                         .with_hint("name the service (or the Component) the task calls, like `resource: order-service`")
                 })?;
                 if let Some(c) = &s.compensation {
-                    compensation = Some(common::compensation(
+                    compensation = Some(calls::compensation(
                         set,
                         pos,
                         c,
@@ -148,7 +152,7 @@ pub(super) fn compile(
                     )?);
                 }
                 if component::find(set, &resource.value).is_some() {
-                    common::reject_http_fields(
+                    calls::reject_http_fields(
                         pos,
                         f,
                         s.endpoint.as_ref(),
@@ -170,7 +174,7 @@ pub(super) fn compile(
                             .error_at(config, format!("{f}.config"), format!("`config` is only for components, and `{}` is not a Component", resource.value))
                             .with_hint("define the component in a `kind: Component` document loaded with the workflow"));
                     }
-                    Work::Call(Call::Http(common::call(
+                    Work::Call(Call::Http(calls::call(
                         pos,
                         CallFields {
                             label: None,
@@ -189,7 +193,7 @@ pub(super) fn compile(
             "pass" => Work::Pass(
                 s.result
                     .as_ref()
-                    .map(|r| common::json_template(pos, r, &format!("{f}.result"), &known))
+                    .map(|r| expressions::json_template(pos, r, &format!("{f}.result"), &known))
                     .transpose()?,
             ),
             "wait" => {
@@ -220,7 +224,7 @@ pub(super) fn compile(
                 let mut rules = Vec::new();
                 for (r, rule) in choices.value.iter().enumerate() {
                     let rf = format!("{f}.choices[{r}]");
-                    let expr = common::expression(
+                    let expr = expressions::expression(
                         pos,
                         &rule.condition,
                         &format!("{rf}.condition"),
@@ -301,7 +305,7 @@ pub(super) fn compile(
             _ => unreachable!("check_fields rejects unknown types"),
         };
         let timeout = match &s.timeout {
-            Some(t) => common::duration(pos, t, &format!("{f}.timeout"), &CALL_TIMEOUT)?,
+            Some(t) => ranges::duration(pos, t, &format!("{f}.timeout"), &CALL_TIMEOUT)?,
             None => default_timeout,
         };
         let retry = defaults.for_node(set, pos, &s.retry, &s.retry_policy, f)?;
@@ -347,7 +351,7 @@ pub(super) fn compile(
             .map(|(k, v)| {
                 Ok((
                     k.clone(),
-                    common::expression(pos, v, &format!("spec.output.{k}"), &known)?,
+                    expressions::expression(pos, v, &format!("spec.output.{k}"), &known)?,
                 ))
             })
             .collect::<Result<_, LoadError>>()?,
