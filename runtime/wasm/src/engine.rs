@@ -7,7 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreLimits, StoreLimitsBuilder,
+};
+
+use crate::host::HostState;
 
 /// How often the epoch advances. A guest's deadline is counted in ticks, so a runaway guest
 /// is stopped at most one tick after its deadline.
@@ -96,6 +101,87 @@ impl Drop for EpochTicker {
 /// Ticks that cover `deadline`, rounded up.
 pub fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos())).max(1) as u64
+}
+
+/// A call's store limits: its component's memory cap, and a few instances and tables. It
+/// remembers whether it refused memory, so that the failure that follows is classified by
+/// what happened rather than by the text of wasmtime's error (a refused growth is not a
+/// `wasmtime::Trap`).
+pub(crate) struct CallLimits {
+    inner: StoreLimits,
+    pub(crate) memory_refused: bool,
+}
+
+impl CallLimits {
+    pub(crate) fn new(memory_bytes: usize) -> Self {
+        CallLimits {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(64)
+                .tables(64)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_refused: false,
+        }
+    }
+}
+
+impl ResourceLimiter for CallLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_refused = true;
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Puts a call's limits on its store: the memory cap ([`CallLimits`]), the deadline in epoch
+/// ticks, and the fuel (all the fuel there is when the component asks for none).
+pub(crate) fn limit_store(
+    store: &mut Store<HostState>,
+    deadline_after: Duration,
+    fuel: Option<u64>,
+) -> wasmtime::Result<()> {
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(deadline_ticks(deadline_after));
+    store.epoch_deadline_trap();
+    store.set_fuel(fuel.unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::engine::CallLimits;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -58,7 +58,7 @@ pub struct HostServices {
 pub(super) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: CallLimits,
     call: CallInfo,
     grants: Arc<Grants>,
     config: String,
@@ -98,12 +98,7 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_bytes)
-            .instances(64)
-            .tables(64)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = CallLimits::new(memory_bytes);
         HostState {
             wasi,
             table: ResourceTable::new(),

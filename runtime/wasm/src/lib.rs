@@ -188,11 +188,7 @@ impl WasmHost {
             deadline,
         );
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(engine::deadline_ticks(deadline_after));
-        store.epoch_deadline_trap();
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+        engine::limit_store(&mut store, deadline_after, limits.fuel)
             .map_err(|e| Failure::new(FailureKind::Trap(TrapKind::Crash), format!("{e:#}")))?;
         let context = types::Context {
             execution_id: request.execution_id.clone(),
@@ -249,7 +245,10 @@ impl WasmHost {
                     millis(limits.deadline_ms)
                 ),
             )),
-            Ok(Err(error)) => Err(classify(name, &limits, &error)),
+            Ok(Err(error)) => {
+                let memory_refused = store.data().limits.memory_refused;
+                Err(classify(name, &limits, &error, memory_refused))
+            }
             Ok(Ok(Err(guest))) => Err(Failure::new(
                 FailureKind::Guest {
                     retryable: guest.retryable,
@@ -300,10 +299,14 @@ fn trap(kind: TrapKind, message: String) -> Failure {
 }
 
 /// Names the limit a trap came from. A memory cap is not a `wasmtime::Trap` (the limiter
-/// fails the grow and `trap_on_grow_failure` turns that into an error), so it is recognised
-/// by the limiter's message.
-fn classify(name: &str, limits: &orca_core::component::Limits, error: &wasmtime::Error) -> Failure {
-    let chain = format!("{error:#}");
+/// fails the grow and `trap_on_grow_failure` turns that into an error): the limiter says
+/// whether it refused memory.
+fn classify(
+    name: &str,
+    limits: &orca_core::component::Limits,
+    error: &wasmtime::Error,
+    memory_refused: bool,
+) -> Failure {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => trap(
             TrapKind::Deadline,
@@ -323,7 +326,7 @@ fn classify(name: &str, limits: &orca_core::component::Limits, error: &wasmtime:
             TrapKind::StackOverflow,
             format!("component `{name}` overflowed its stack (runaway recursion?)"),
         ),
-        _ if chain.contains("growing memory") || chain.contains("memory growth failure") => trap(
+        _ if memory_refused => trap(
             TrapKind::Memory,
             format!(
                 "component `{name}` exceeded its memory limit of {} MiB",
@@ -336,7 +339,7 @@ fn classify(name: &str, limits: &orca_core::component::Limits, error: &wasmtime:
         ),
         None => trap(
             TrapKind::Crash,
-            format!("component `{name}` failed: {chain}"),
+            format!("component `{name}` failed: {error:#}"),
         ),
     }
 }
