@@ -2,8 +2,11 @@
 //! tools and tests can reach every part as `orca_runtime::<part>`.
 //!
 //! The parts, and what each may depend on (`.ci/check-deps` keeps it so):
-//! - `orca-core`: definitions, plan, expressions, the engine; no I/O, no async runtime, no Wasm.
-//! - `orca-store`: executions, leases, component state, tenants; knows no engine internals.
+//! - `orca-definition`: YAML documents and the naming rule.
+//! - `orca-core`: plan, expressions, the engine (and the definitions); no I/O, no async
+//!   runtime, no Wasm.
+//! - `orca-store`: executions, leases, component state, tenants; reaches the definitions,
+//!   never the engine.
 //! - `orca-http`: the invoker for HTTP steps.
 //! - `orca-wasm`: the component host (wasmtime); never the server.
 //! - `orca-metrics`: Prometheus metrics.

@@ -6,9 +6,10 @@
 //! or knows wasmtime: the host crate (`orca-runtime`) carries the actions out. The crate's
 //! dependencies are checked by `.ci/check-deps` so it stays that way.
 
+pub use orca_definition as definition;
+
 pub mod cached_json;
 pub mod component;
-pub mod definition;
 pub mod engine;
 pub mod expr;
 pub mod invoke;

@@ -28,7 +28,7 @@ use super::{
     ExecutionStore, GroupCommit, LayeredStore, MemoryStore, PostgresStore, RedisStore, SqliteStore,
     StoreError,
 };
-use orca_core::definition::{DefinitionSet, Document, Kind, LoadedDocument, Source};
+use orca_definition::{DefinitionSet, Document, Kind, LoadedDocument, Source};
 
 mod document;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::{ENV_POSTGRES_URL, ENV_REDIS_URL, Env, PostgresConfig, RedisConfig, StoreConfig};
 use crate::StoreError;
-use orca_core::definition::{DocPosition, StateStoreSpec, Text};
+use orca_definition::{DocPosition, StateStoreSpec, Text};
 
 pub(super) fn config(
     pos: &DocPosition,
