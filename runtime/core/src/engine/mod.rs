@@ -6,10 +6,14 @@
 //! so every decision can be replayed and tested by feeding events. `crate::runner` carries
 //! the actions out and persists the record after every step.
 
+mod attempts;
 mod render;
+mod saga;
 mod state;
 
 pub use state::*;
+
+use attempts::describe_failure;
 
 use std::sync::Arc;
 
@@ -579,108 +583,6 @@ impl Execution {
         }
     }
 
-    /// Stops the execution on request: nothing new starts, waits and retries are cancelled,
-    /// calls in flight settle (their outcome decides whether they need undoing), then the
-    /// completed steps are compensated. Ends `cancelled`, or `compensation_failed`.
-    pub fn cancel(&mut self, plan: &Plan, reason: &str, now_ms: u64) -> Vec<Action> {
-        let mut actions = Vec::new();
-        if self.status.is_final() || self.cancelled {
-            return actions;
-        }
-        self.cancelled = true;
-        if self.failure.is_none() {
-            self.failure = Some(format!("cancelled: {reason}"));
-        }
-        self.cancel_waiting(now_ms);
-        for run in &mut self.steps {
-            run.armed = false;
-        }
-        self.advance(plan, now_ms, &mut actions);
-        actions
-    }
-
-    fn cancel_waiting(&mut self, now_ms: u64) {
-        for run in &mut self.steps {
-            if matches!(
-                run.status,
-                StepStatus::Retrying | StepStatus::Waiting | StepStatus::Evaluating
-            ) {
-                run.status = StepStatus::Cancelled;
-                run.timer_at_ms = None;
-                run.ended_at_ms = Some(now_ms);
-            }
-        }
-    }
-
-    /// Marks step `i` failed and stops the execution from starting anything new; steps already
-    /// in flight settle first, then the completed steps are compensated.
-    fn fail_step(&mut self, i: NodeId, message: String, now_ms: u64) {
-        let run = &mut *self.steps[i];
-        run.status = StepStatus::Failed;
-        run.error = Some(message.clone());
-        run.ended_at_ms = Some(now_ms);
-        if self.failure.is_none() {
-            self.failure = Some(format!("step `{}` failed: {message}", run.name));
-        }
-        self.cancel_waiting(now_ms);
-    }
-
-    fn start_attempt(&mut self, target: Target, now_ms: u64, actions: &mut Vec<Action>) {
-        let run = match target {
-            Target::Step(i) => &mut self.steps[i].run,
-            Target::Compensation(k) => &mut self.compensations[k].run,
-        };
-        let attempt = run.attempts.len() as u32 + 1;
-        run.status = StepStatus::Running;
-        run.attempts.push(Attempt {
-            number: attempt,
-            started_at_ms: now_ms,
-            ended_at_ms: None,
-            outcome: None,
-        });
-        let request = run
-            .request
-            .clone()
-            .expect("a request is rendered before its attempt");
-        self.api_calls += 1;
-        actions.push(Action::Invoke {
-            target,
-            attempt,
-            request,
-        });
-    }
-
-    fn retry_delay_ms(&self, plan: &Plan, target: Target, attempt: u32, failure: &Failure) -> u64 {
-        let (node, salt) = match target {
-            Target::Step(i) => (i, 0u64),
-            Target::Compensation(k) => (self.compensations[k].node, 1),
-        };
-        let seed = self
-            .id
-            .bytes()
-            .chain(plan.node(node).name.bytes())
-            .fold(salt ^ u64::from(attempt), |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
-        let backoff = plan.node(node).retry.delay(attempt, seed).as_millis() as u64;
-        backoff.max(failure.retry_after_ms.unwrap_or(0))
-    }
-
-    fn begin_compensation(&mut self, plan: &Plan) {
-        let mut seen = std::collections::BTreeSet::new();
-        self.compensations = self
-            .completion_order
-            .iter()
-            .rev()
-            .filter(|&&i| {
-                plan.node(i).compensation.is_some()
-                    && self.steps[i].status == StepStatus::Completed
-                    && seen.insert(i)
-            })
-            .map(|&i| Compensation::new(i, plan))
-            .collect();
-    }
-
     fn finish(&mut self, status: Status, now_ms: u64, actions: &mut Vec<Action>) {
         self.status = status;
         self.ended_at_ms = Some(now_ms);
@@ -705,14 +607,6 @@ impl Execution {
                 .map(|c| Arc::<str>::from(format!("{} (compensation)", c.step))),
         );
         self.current = current;
-    }
-}
-
-fn describe_failure(failure: &Failure, attempt: u32) -> String {
-    if attempt > 1 {
-        format!("{} (after {attempt} attempts)", failure.message)
-    } else {
-        failure.message.clone()
     }
 }
 
