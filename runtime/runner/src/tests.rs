@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::*;
 use orca_core::definition::{DefinitionSet, Source};
-use orca_core::engine::{Bindings, Status};
+use orca_core::engine::{Bindings, Event, Status, Target};
 use orca_core::invoke::{Failure, Headers, Request, Response};
 use orca_core::plan;
 use orca_store::{Claim, LeaseStore, MemoryStore};
