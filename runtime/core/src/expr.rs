@@ -145,12 +145,6 @@ impl Expr {
             .map_err(|e| self.error(format!("result cannot be JSON: {e}")))
     }
 
-    /// Whether evaluating may take long enough to be worth moving off an async worker: the
-    /// expression iterates over data.
-    pub fn may_iterate(&self) -> bool {
-        self.loops
-    }
-
     /// Evaluates a condition: anything but a boolean is an error, not a truthiness guess.
     pub fn eval_bool(&self, scope: &dyn Variables) -> Result<bool, EvalError> {
         match self.eval(scope)? {

@@ -58,11 +58,7 @@ impl App {
 
     /// Remembers an execution this process now drives (and forgets the ones that ended).
     pub(crate) fn track(&self, tenant: &str, handle: Handle) {
-        self.track_all(tenant, vec![handle]);
-    }
-
-    fn track_all(&self, tenant: &str, handles: Vec<Handle>) {
-        self.track_owned(handles.into_iter().map(|h| (tenant.to_string(), h)));
+        self.track_owned([(tenant.to_string(), handle)]);
     }
 
     /// Tracks executions of several tenants at once (taken over or resumed at start-up).
