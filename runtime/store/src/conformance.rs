@@ -572,3 +572,45 @@ pub(crate) async fn component_state(kv: &dyn super::kv::KvStore) {
     assert_eq!(kv.get("t/a/x/e1/k").await.unwrap(), None);
     assert!(kv.list_keys("t/a/x/e1/").await.unwrap().is_empty());
 }
+
+/// Two processes sharing a store (`here` and `there`): a watcher on `there` is woken by
+/// each save `here` makes, told when the save ends the execution, and then reads the final
+/// record; repeated, so that a watcher registering just before the finish never waits on.
+pub(crate) async fn announces_to_other_processes(
+    here: &dyn ExecutionStore,
+    there: &dyn ExecutionStore,
+) {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+    for round in 0..20 {
+        let id = format!("shared{round}");
+        let fence = here
+            .create(&execution(&id, "wf", "running", 1_000), "a", u64::MAX)
+            .await
+            .unwrap();
+        let mut watch = there.changes().watch(&id);
+        // The first round also waits for the listening connection, which a first watch
+        // opens.
+        here.save(&execution(&id, "wf", "running", 1_000), fence)
+            .await
+            .unwrap();
+        tokio::time::timeout(WITHIN, watch.changed())
+            .await
+            .expect("a save in one process wakes a watcher in the other");
+        let finish = async {
+            here.finish(&execution(&id, "wf", "completed", 1_000), fence)
+                .await
+                .unwrap()
+        };
+        let woken = async {
+            loop {
+                let status = there.load(&id).await.unwrap().unwrap().status;
+                if status == "completed" {
+                    return;
+                }
+                watch.finished().await;
+            }
+        };
+        let (_, woken) = tokio::join!(finish, tokio::time::timeout(WITHIN, woken));
+        woken.unwrap_or_else(|_| panic!("round {round}: the finish never reached the waiter"));
+    }
+}

@@ -347,6 +347,10 @@ impl ExecutionStore for GroupCommit {
         self.inner.flush().await
     }
 
+    fn changes(&self) -> &Arc<super::Changes> {
+        self.inner.changes()
+    }
+
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }

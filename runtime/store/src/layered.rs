@@ -41,8 +41,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::redis::{CacheWrite, Put};
 use super::{
-    Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, PostgresConfig, PostgresStore,
-    RedisConfig, RedisStore, StoreError, StoredExecution, Write, WriteOutcomes,
+    Changes, Claim, ExecutionStore, Fence, Lease, LeaseStore, ListFilter, PostgresConfig,
+    PostgresStore, RedisConfig, RedisStore, StoreError, StoredExecution, Write, WriteOutcomes,
 };
 
 /// After a Redis failure, go straight to PostgreSQL for this long before trying Redis again.
@@ -242,6 +242,12 @@ async fn copy_behind(cache: Arc<Cache>, mut queue: mpsc::Receiver<Behind>, gathe
         let sent: Vec<CacheWrite<'_>> =
             gathered.newest.values().map(QueuedCopy::to_cache).collect();
         cache.write(&sent, true).await;
+        cache.redis.publish(
+            gathered
+                .newest
+                .values()
+                .map(|copy| (&*copy.execution.id, copy.last)),
+        );
         gathered.newest.clear();
         for done in gathered.flushes.drain(..) {
             let _ = done.send(());
@@ -291,7 +297,7 @@ impl LayeredStore {
             health: Health::default(),
             stale: Mutex::new(HashMap::new()),
         });
-        let postgres = PostgresStore::open(postgres).await?;
+        let postgres = PostgresStore::open_unannounced(postgres).await?;
         let (behind, queue) = mpsc::channel(QUEUED_BATCHES);
         tokio::spawn(copy_behind(cache.clone(), queue, gather));
         Ok(LayeredStore {
@@ -338,8 +344,11 @@ impl LayeredStore {
 impl ExecutionStore for LayeredStore {
     /// PostgreSQL's batch (the record of truth, one commit); the writes that committed are
     /// queued for Redis with the record exactly as PostgreSQL holds it.
+    /// Announced here at once; to other processes once the copies are in Redis, which is
+    /// where they read them (see [`copy_behind`]).
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
         let committed = self.postgres.write_committed(&batch).await?;
+        let changed = super::changes_of(&batch);
         let mut copies = Vec::with_capacity(batch.len());
         let outcomes = batch
             .into_iter()
@@ -367,6 +376,8 @@ impl ExecutionStore for LayeredStore {
                 Ok(fence)
             })
             .collect();
+        let outcomes = Ok(outcomes);
+        super::announce_committed(self.changes(), &changed, &outcomes);
         if !copies.is_empty() {
             self.cache
                 .queued(copies.iter().map(|copy| &copy.execution.id));
@@ -376,9 +387,16 @@ impl ExecutionStore for LayeredStore {
                 // The copy task is gone (its runtime is shutting down): Redis stays behind.
                 let writes: Vec<_> = lost.iter().map(QueuedCopy::to_cache).collect();
                 self.cache.write(&writes, true).await;
+                self.cache
+                    .redis
+                    .publish(lost.iter().map(|copy| (&*copy.execution.id, copy.last)));
             }
         }
-        Ok(outcomes)
+        outcomes
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        self.cache.redis.changes()
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

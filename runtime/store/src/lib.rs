@@ -25,6 +25,7 @@
 //! the commit, not the statement, is what costs. [`open`] puts every durable backend behind
 //! [`GroupCommit`], which gathers the writes of concurrent executions into such batches.
 
+mod changes;
 mod config;
 mod group;
 pub mod kv;
@@ -42,6 +43,7 @@ mod conformance;
 #[cfg(test)]
 mod testing;
 
+pub use self::changes::{Changes, Watch};
 pub use self::config::{
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TTL, ENV_POSTGRES_URL, ENV_REDIS_URL, Env, PostgresConfig,
     RedisConfig, StoreConfig, open, open_with_state,
@@ -223,6 +225,12 @@ pub enum Write {
 }
 
 impl Write {
+    /// Whether this write ends its execution: the final record, saved with the lease given
+    /// up.
+    pub fn finishes(&self) -> bool {
+        matches!(self, Write::Save { release: true, .. })
+    }
+
     /// The execution this write is for.
     pub fn id(&self) -> &str {
         match self {
@@ -296,6 +304,10 @@ pub trait ExecutionStore: LeaseStore {
     /// read the cache from seeing it behind once this one has exited.
     async fn flush(&self) {}
 
+    /// Where this process hears of changes to executions: its own writes through this
+    /// store, and for a store several processes share, theirs too.
+    fn changes(&self) -> &Arc<Changes>;
+
     /// Whether the store keeps executions across a crash of this process. The runner writes
     /// a checkpoint before acting on it only where the checkpoint can outlive a crash.
     fn is_durable(&self) -> bool {
@@ -323,6 +335,39 @@ pub async fn write_one<S: ExecutionStore + ?Sized>(
             message: "a batch of one write did not get exactly one outcome".to_string(),
         }),
     }
+}
+
+/// Each write of `batch` by its execution's id, with whether it finishes the execution: what
+/// a store announces once the batch has committed (see [`announce_committed`]).
+pub(crate) fn changes_of(batch: &[Write]) -> Vec<(Arc<str>, bool)> {
+    batch
+        .iter()
+        .map(|write| match write {
+            Write::Create { execution, .. } | Write::Save { execution, .. } => {
+                (execution.id.clone(), write.finishes())
+            }
+        })
+        .collect()
+}
+
+/// Announces to `changes` the writes of `changed` (see [`changes_of`]) that committed, and
+/// returns them for the other processes.
+pub(crate) fn announce_committed<'a>(
+    changes: &Changes,
+    changed: &'a [(Arc<str>, bool)],
+    outcomes: &WriteOutcomes,
+) -> Vec<(&'a str, bool)> {
+    let outcomes = outcomes.as_deref().unwrap_or_default();
+    let committed: Vec<(&str, bool)> = changed
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|((id, finished), _)| (&**id, *finished))
+        .collect();
+    for (id, finished) in &committed {
+        changes.announce(id, *finished);
+    }
+    committed
 }
 
 /// Splits `batch` into consecutive runs in which no execution appears twice, for backends

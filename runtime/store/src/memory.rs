@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    Claim, ExecutionStore, FIRST_FENCE, Fence, Lease, LeaseStore, ListFilter, StoreError,
+    Changes, Claim, ExecutionStore, FIRST_FENCE, Fence, Lease, LeaseStore, ListFilter, StoreError,
     StoredExecution, Write, WriteOutcomes,
 };
 
@@ -44,6 +44,7 @@ struct Executions {
 pub struct MemoryStore {
     executions: Mutex<Executions>,
     keep_finished: usize,
+    changes: Arc<Changes>,
 }
 
 impl Default for MemoryStore {
@@ -66,6 +67,7 @@ impl MemoryStore {
         MemoryStore {
             executions: Mutex::default(),
             keep_finished: keep,
+            changes: Changes::local(),
         }
     }
 
@@ -194,6 +196,7 @@ fn lease_of(id: &str, entry: &Entry) -> Option<Lease> {
 #[async_trait]
 impl ExecutionStore for MemoryStore {
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
+        let changed = super::changes_of(&batch);
         let (outcomes, forgotten) = {
             let mut executions = self.lock()?;
             let outcomes = batch
@@ -203,7 +206,13 @@ impl ExecutionStore for MemoryStore {
             (outcomes, executions.forget_beyond(self.keep_finished))
         };
         drop(forgotten);
-        Ok(outcomes)
+        let outcomes = Ok(outcomes);
+        super::announce_committed(&self.changes, &changed, &outcomes);
+        outcomes
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

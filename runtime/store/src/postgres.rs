@@ -13,10 +13,12 @@
 
 mod kv;
 mod leases;
+pub(crate) mod notices;
 mod schema;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +27,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    ExecutionStore, Fence, ListFilter, PostgresConfig, StoreError, StoredExecution, Write,
+    Changes, ExecutionStore, Fence, ListFilter, PostgresConfig, StoreError, StoredExecution, Write,
     WriteOutcomes,
 };
 
@@ -46,6 +48,10 @@ const COLUMNS: &str = "id, workflow_id, status, created_at_ms, updated_at_ms, bo
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    changes: Arc<Changes>,
+    /// Where other processes hear of this one's writes; `None` when they hear of them
+    /// another way (the layered store's Redis).
+    channel: Option<String>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -57,8 +63,28 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, creates `config.schema` if it is set, and applies pending migrations.
     pub async fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let channel = notices::channel(config, "executions");
+        let changes = notices::changes(config, channel.clone())?;
+        Self::open_with(config, changes, Some(channel)).await
+    }
+
+    /// The store without announcements to other processes: the layered store makes them
+    /// through Redis, once its copy there has landed.
+    pub(crate) async fn open_unannounced(config: &PostgresConfig) -> Result<Self, StoreError> {
+        Self::open_with(config, Changes::local(), None).await
+    }
+
+    async fn open_with(
+        config: &PostgresConfig,
+        changes: Arc<Changes>,
+        channel: Option<String>,
+    ) -> Result<Self, StoreError> {
         let pool = pool(config)?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            changes,
+            channel,
+        };
         let mut client = store.client().await.map_err(|e| match e {
             StoreError::Backend { message, .. } => StoreError::backend(
                 BACKEND,
@@ -412,6 +438,27 @@ struct SaveColumns<'a> {
 /// A connection pool for `config`: its schema on every connection's search path, bounded
 /// connect and wait times. Everything Orca keeps in PostgreSQL shares these settings.
 pub(crate) fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        connect_config(config)?,
+        NoTls,
+        ManagerConfig {
+            // Fast: a broken connection shows up as an error on its next use, which the
+            // caller sees like any other database error.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(pg_error)?;
+    Ok(pool)
+}
+
+/// How every connection to `config`'s database is made.
+fn connect_config(config: &PostgresConfig) -> Result<tokio_postgres::Config, StoreError> {
     let mut pg: tokio_postgres::Config = config
         .url
         .parse()
@@ -431,23 +478,7 @@ pub(crate) fn pool(config: &PostgresConfig) -> Result<Pool, StoreError> {
     if pg.get_application_name().is_none() {
         pg.application_name("orca");
     }
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            // Fast: a broken connection shows up as an error on its next use, which the
-            // caller sees like any other database error.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(CONNECT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .build()
-        .map_err(pg_error)?;
-    Ok(pool)
+    Ok(pg)
 }
 
 fn pg_error(error: impl std::error::Error) -> StoreError {
@@ -488,12 +519,22 @@ fn row_to_execution(row: &tokio_postgres::Row) -> Result<StoredExecution, StoreE
 #[async_trait]
 impl ExecutionStore for PostgresStore {
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
-        Ok(self
+        let outcomes = Ok(self
             .write_committed(&batch)
             .await?
             .into_iter()
             .map(|outcome| outcome.map(|(fence, _)| fence))
-            .collect())
+            .collect());
+        let changed = super::changes_of(&batch);
+        let committed = super::announce_committed(&self.changes, &changed, &outcomes);
+        if let Some(channel) = &self.channel {
+            notices::send(&self.pool, channel, self.changes.messages(committed));
+        }
+        outcomes
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

@@ -13,9 +13,11 @@
 //! [`scripts`]), each atomic, and a batch of them goes out as one pipeline.
 
 mod kv;
+pub(crate) mod notices;
 mod scripts;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -23,8 +25,8 @@ use ::redis::{AsyncCommands, Client, ScriptInvocation, ServerErrorKind, Value};
 use async_trait::async_trait;
 
 use super::{
-    ExecutionStore, FIRST_FENCE, Fence, ListFilter, RedisConfig, StoreError, StoredExecution,
-    Write, WriteOutcomes,
+    Changes, ExecutionStore, FIRST_FENCE, Fence, ListFilter, RedisConfig, StoreError,
+    StoredExecution, Write, WriteOutcomes,
 };
 
 mod leases;
@@ -67,6 +69,9 @@ pub struct RedisStore {
     conn: ConnectionManager,
     pub(super) prefix: String,
     ttl_ms: u64,
+    changes: Arc<Changes>,
+    /// Where the processes sharing the prefix hear of each other's writes.
+    pub(super) channel: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -94,7 +99,7 @@ impl RedisStore {
                     format!("cannot connect to {}: {e}", config.redacted()),
                 )
             })?;
-        Ok(Self::with_connection(conn, config))
+        Self::with_connection(conn, config)
     }
 
     /// Connects on first use and fails fast while the server is down: for the layered
@@ -106,15 +111,85 @@ impl RedisStore {
             .set_number_of_retries(0);
         let conn = ConnectionManager::new_lazy_with_config(client(config)?, settings)
             .map_err(|e| StoreError::backend(BACKEND, e))?;
-        Ok(Self::with_connection(conn, config))
+        Self::with_connection(conn, config)
     }
 
-    fn with_connection(conn: ConnectionManager, config: &RedisConfig) -> Self {
-        RedisStore {
+    fn with_connection(conn: ConnectionManager, config: &RedisConfig) -> Result<Self, StoreError> {
+        let channel = notices::channel(config);
+        Ok(RedisStore {
             conn,
             prefix: config.prefix.clone(),
             ttl_ms: u64::try_from(config.ttl.as_millis()).unwrap_or(u64::MAX),
+            changes: notices::changes(config, channel.clone())?,
+            channel,
+        })
+    }
+
+    /// Tells the other processes sharing the prefix of `changes` (see [`crate::Changes`]).
+    pub(crate) fn publish<'a>(&self, changed: impl IntoIterator<Item = (&'a str, bool)>) {
+        notices::send(&self.conn, &self.channel, self.changes.messages(changed));
+    }
+
+    /// One pipeline of script calls: one round trip for the batch. Redis has no rollback,
+    /// so a write whose script fails on the server (out of memory, say) fails alone, as a
+    /// backend error, and a lost connection leaves unknown which writes were applied.
+    async fn write_scripts(&self, batch: &[Write]) -> WriteOutcomes {
+        let mut outcomes: Vec<Option<Result<Fence, StoreError>>> =
+            std::iter::repeat_with(|| None).take(batch.len()).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut loaded = false;
+        while !pending.is_empty() {
+            let mut pipe = ::redis::pipe();
+            // Per-command replies, so one write's error does not hide the others' outcomes.
+            pipe.ignore_errors();
+            for &index in &pending {
+                pipe.invoke_script(&self.invocation(&batch[index]));
+            }
+            let replies: Vec<Value> = match pipe.query_async(&mut self.conn.clone()).await {
+                Ok(replies) => replies,
+                // Nothing of a first attempt is known to have been applied, but a retry
+                // follows writes that were.
+                Err(error) if !loaded => return Err(redis_error(error)),
+                Err(error) => {
+                    for index in pending.drain(..) {
+                        outcomes[index] = Some(Err(redis_error(error.clone())));
+                    }
+                    break;
+                }
+            };
+            let mut unknown_script = Vec::new();
+            for (index, reply) in pending.drain(..).zip(replies) {
+                match reply {
+                    // The server lost its script cache (a restart, SCRIPT FLUSH): the write
+                    // did not run, so it is safe to send again once the scripts are loaded.
+                    Value::ServerError(error)
+                        if !loaded && error.kind() == Some(ServerErrorKind::NoScript) =>
+                    {
+                        unknown_script.push(index);
+                    }
+                    reply => outcomes[index] = Some(outcome(&batch[index], reply)),
+                }
+            }
+            if !unknown_script.is_empty() {
+                let _: () = ::redis::pipe()
+                    .load_script(&scripts::CREATE)
+                    .ignore()
+                    .load_script(&scripts::SAVE)
+                    .ignore()
+                    .query_async(&mut self.conn.clone())
+                    .await
+                    .map_err(redis_error)?;
+                loaded = true;
+                pending = unknown_script;
+            }
         }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .unwrap_or_else(|| Err(StoreError::backend(BACKEND, "no reply for this write")))
+            })
+            .collect())
     }
 
     fn record_key(&self, id: &str) -> String {
@@ -372,66 +447,16 @@ fn fenced_outcome(reply: &str, id: &str, fence: Fence) -> Result<(), StoreError>
 
 #[async_trait]
 impl ExecutionStore for RedisStore {
-    /// One pipeline of script calls: one round trip for the batch. Redis has no rollback,
-    /// so a write whose script fails on the server (out of memory, say) fails alone, as a
-    /// backend error, and a lost connection leaves unknown which writes were applied.
     async fn write(&self, batch: Vec<Write>) -> WriteOutcomes {
-        let mut outcomes: Vec<Option<Result<Fence, StoreError>>> =
-            std::iter::repeat_with(|| None).take(batch.len()).collect();
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
-        let mut loaded = false;
-        while !pending.is_empty() {
-            let mut pipe = ::redis::pipe();
-            // Per-command replies, so one write's error does not hide the others' outcomes.
-            pipe.ignore_errors();
-            for &index in &pending {
-                pipe.invoke_script(&self.invocation(&batch[index]));
-            }
-            let replies: Vec<Value> = match pipe.query_async(&mut self.conn.clone()).await {
-                Ok(replies) => replies,
-                // Nothing of a first attempt is known to have been applied, but a retry
-                // follows writes that were.
-                Err(error) if !loaded => return Err(redis_error(error)),
-                Err(error) => {
-                    for index in pending.drain(..) {
-                        outcomes[index] = Some(Err(redis_error(error.clone())));
-                    }
-                    break;
-                }
-            };
-            let mut unknown_script = Vec::new();
-            for (index, reply) in pending.drain(..).zip(replies) {
-                match reply {
-                    // The server lost its script cache (a restart, SCRIPT FLUSH): the write
-                    // did not run, so it is safe to send again once the scripts are loaded.
-                    Value::ServerError(error)
-                        if !loaded && error.kind() == Some(ServerErrorKind::NoScript) =>
-                    {
-                        unknown_script.push(index);
-                    }
-                    reply => outcomes[index] = Some(outcome(&batch[index], reply)),
-                }
-            }
-            if !unknown_script.is_empty() {
-                let _: () = ::redis::pipe()
-                    .load_script(&scripts::CREATE)
-                    .ignore()
-                    .load_script(&scripts::SAVE)
-                    .ignore()
-                    .query_async(&mut self.conn.clone())
-                    .await
-                    .map_err(redis_error)?;
-                loaded = true;
-                pending = unknown_script;
-            }
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .unwrap_or_else(|| Err(StoreError::backend(BACKEND, "no reply for this write")))
-            })
-            .collect())
+        let outcomes = self.write_scripts(&batch).await;
+        let changed = super::changes_of(&batch);
+        let committed = super::announce_committed(&self.changes, &changed, &outcomes);
+        notices::send(&self.conn, &self.channel, self.changes.messages(committed));
+        outcomes
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

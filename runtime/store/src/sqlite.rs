@@ -13,7 +13,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, param
 use tokio::sync::oneshot;
 
 use super::{
-    ExecutionStore, FIRST_FENCE, Fence, ListFilter, StoreError, StoredExecution, Write,
+    Changes, ExecutionStore, FIRST_FENCE, Fence, ListFilter, StoreError, StoredExecution, Write,
     WriteOutcomes,
 };
 
@@ -78,6 +78,7 @@ const MAX_BATCH: usize = 512;
 pub struct SqliteStore {
     /// To the thread that owns the connection; it stops once every clone is dropped.
     jobs: mpsc::Sender<Job>,
+    changes: Arc<Changes>,
 }
 
 /// Work for the connection's thread.
@@ -112,7 +113,10 @@ impl SqliteStore {
             .name("orca-sqlite".into())
             .spawn(move || serve(conn, queue))
             .map_err(|e| StoreError::backend(BACKEND, format!("starting its thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            changes: Changes::local(),
+        })
     }
 
     /// Runs `op` against the connection, on its thread, after everything asked for before.
@@ -375,9 +379,16 @@ impl ExecutionStore for SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let changed = super::changes_of(&batch);
         let (reply, answer) = oneshot::channel();
         self.send(Job::Write { batch, reply })?;
-        answer.await.map_err(|_| unanswered())?
+        let outcomes = answer.await.map_err(|_| unanswered())?;
+        super::announce_committed(&self.changes, &changed, &outcomes);
+        outcomes
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::{StoreError, sqlite};
+use crate::{Changes, StoreError, sqlite};
+use orca_definition::Kind;
 
 const BACKEND: &str = "sqlite (tenants)";
 
@@ -84,6 +85,49 @@ pub trait TenantStore: Send + Sync {
 
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Where this process hears that a tenant's definitions or components changed, here or
+    /// in another process sharing the store: under [`workflow_key`] for one workflow's
+    /// versions, under [`shared_key`] for what any workflow of the tenant may use
+    /// (services, components, configuration) and for a deleted name.
+    fn changes(&self) -> &Arc<Changes>;
+}
+
+/// The key a change of workflow `workflow` of `tenant` is announced under.
+pub fn workflow_key(tenant: &str, workflow: &str) -> String {
+    // Names never hold a `/` (DNS-1123), so no two keys collide.
+    format!("{tenant}/{workflow}")
+}
+
+/// The key a change that may touch every workflow of `tenant` is announced under.
+pub fn shared_key(tenant: &str) -> String {
+    tenant.to_string()
+}
+
+/// The keys applying `documents` to `tenant` changes.
+pub(crate) fn applied_keys(tenant: &str, documents: &[StoredDefinition]) -> Vec<String> {
+    let mut keys: Vec<String> = documents
+        .iter()
+        .map(|doc| {
+            let is_workflow = Kind::ALL
+                .into_iter()
+                .any(|kind| kind.as_str() == doc.kind && kind.is_workflow());
+            if is_workflow {
+                workflow_key(tenant, &doc.name)
+            } else {
+                shared_key(tenant)
+            }
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The keys deleting `name` of `tenant` changes: its own, and the shared one, since the
+/// store no longer knows what kind it was.
+pub(crate) fn deleted_keys(tenant: &str, name: &str) -> Vec<String> {
+    vec![workflow_key(tenant, name), shared_key(tenant)]
 }
 
 const SCHEMA: &str = "
@@ -114,11 +158,19 @@ const SCHEMA: &str = "
         PRIMARY KEY (tenant, digest)
     );";
 
+/// Announces `keys` in this process (a SQLite file has one).
+fn announce(changes: &Changes, keys: Vec<String>) {
+    for key in keys {
+        changes.announce(&key, false);
+    }
+}
+
 /// [`TenantStore`] on SQLite.
 #[derive(Clone)]
 pub struct SqliteTenants {
     // Only locked inside `spawn_blocking`, never across an await.
     conn: Arc<Mutex<Connection>>,
+    changes: Arc<Changes>,
 }
 
 fn sqlite_error(e: rusqlite::Error) -> StoreError {
@@ -139,6 +191,7 @@ impl SqliteTenants {
         conn.execute_batch(SCHEMA).map_err(sqlite_error)?;
         Ok(SqliteTenants {
             conn: Arc::new(Mutex::new(conn)),
+            changes: Changes::local(),
         })
     }
 
@@ -240,6 +293,7 @@ impl TenantStore for SqliteTenants {
         documents: Vec<NewDefinition>,
         now_ms: u64,
     ) -> Result<Vec<StoredDefinition>, StoreError> {
+        let tenant_key = tenant.to_string();
         let tenant = tenant.to_string();
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -269,6 +323,7 @@ impl TenantStore for SqliteTenants {
             Ok(stored)
         })
         .await
+        .inspect(|stored| announce(&self.changes, applied_keys(&tenant_key, stored)))
     }
 
     async fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError> {
@@ -308,6 +363,7 @@ impl TenantStore for SqliteTenants {
     }
 
     async fn delete_definition(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let keys = deleted_keys(tenant, name);
         let (tenant, name) = (tenant.to_string(), name.to_string());
         self.run(move |c| {
             c.execute(
@@ -317,9 +373,11 @@ impl TenantStore for SqliteTenants {
             .map(|n| n > 0)
         })
         .await
+        .inspect(|_| announce(&self.changes, keys))
     }
 
     async fn put_component(&self, tenant: &str, meta: &ComponentMeta) -> Result<(), StoreError> {
+        let key = tenant.to_string();
         let (tenant, m) = (tenant.to_string(), meta.clone());
         self.run(move |c| {
             c.execute(
@@ -338,6 +396,7 @@ impl TenantStore for SqliteTenants {
             .map(|_| ())
         })
         .await
+        .inspect(|()| announce(&self.changes, vec![shared_key(&key)]))
     }
 
     async fn components(&self, tenant: &str) -> Result<Vec<ComponentMeta>, StoreError> {
@@ -373,6 +432,7 @@ impl TenantStore for SqliteTenants {
     }
 
     async fn delete_component(&self, tenant: &str, digest: &str) -> Result<bool, StoreError> {
+        let keys = vec![shared_key(tenant)];
         let (tenant, digest) = (tenant.to_string(), digest.to_string());
         self.run(move |c| {
             c.execute(
@@ -382,10 +442,15 @@ impl TenantStore for SqliteTenants {
             .map(|n| n > 0)
         })
         .await
+        .inspect(|_| announce(&self.changes, keys))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 }
 

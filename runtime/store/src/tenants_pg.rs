@@ -5,8 +5,14 @@
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 
-use crate::tenants::{ComponentMeta, NewDefinition, StoredDefinition, TenantStore};
-use crate::{PostgresConfig, StoreError};
+use std::sync::Arc;
+
+use crate::postgres::notices;
+use crate::tenants::{
+    ComponentMeta, NewDefinition, StoredDefinition, TenantStore, applied_keys, deleted_keys,
+    shared_key,
+};
+use crate::{Changes, PostgresConfig, StoreError};
 
 const BACKEND: &str = "postgresql (tenants)";
 
@@ -44,13 +50,20 @@ fn pg_error(e: impl std::fmt::Display) -> StoreError {
 
 pub struct PostgresTenants {
     pool: Pool,
+    changes: Arc<Changes>,
+    channel: String,
 }
 
 impl PostgresTenants {
     pub async fn open(config: &PostgresConfig) -> Result<Self, StoreError> {
         // The same pool settings as the execution store (schema, timeouts, size).
         let pool = crate::postgres_pool(config)?;
-        let store = PostgresTenants { pool };
+        let channel = notices::channel(config, "definitions");
+        let store = PostgresTenants {
+            pool,
+            changes: notices::changes(config, channel.clone())?,
+            channel,
+        };
         let client = store.client().await?;
         if let Some(schema) = &config.schema {
             // A plain lower-case identifier (checked when the config was parsed).
@@ -65,6 +78,17 @@ impl PostgresTenants {
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(pg_error)
+    }
+
+    /// Announces `keys` here, and to the other processes on the database.
+    fn announce(&self, keys: Vec<String>) {
+        for key in &keys {
+            self.changes.announce(key, false);
+        }
+        let messages = self
+            .changes
+            .messages(keys.iter().map(|k| (k.as_str(), false)));
+        notices::send(&self.pool, &self.channel, messages);
     }
 }
 
@@ -190,6 +214,7 @@ impl TenantStore for PostgresTenants {
             });
         }
         tx.commit().await.map_err(pg_error)?;
+        self.announce(applied_keys(tenant, &stored));
         Ok(stored)
     }
 
@@ -242,6 +267,7 @@ impl TenantStore for PostgresTenants {
             )
             .await
             .map_err(pg_error)?;
+        self.announce(deleted_keys(tenant, name));
         Ok(n > 0)
     }
 
@@ -263,6 +289,7 @@ impl TenantStore for PostgresTenants {
             )
             .await
             .map_err(pg_error)?;
+        self.announce(vec![shared_key(tenant)]);
         Ok(())
     }
 
@@ -312,6 +339,7 @@ impl TenantStore for PostgresTenants {
             )
             .await
             .map_err(pg_error)?;
+        self.announce(vec![shared_key(tenant)]);
         Ok(n > 0)
     }
 
@@ -322,6 +350,10 @@ impl TenantStore for PostgresTenants {
             .await
             .map_err(pg_error)?;
         Ok(())
+    }
+
+    fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 }
 

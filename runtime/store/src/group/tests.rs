@@ -77,6 +77,10 @@ impl ExecutionStore for Counting {
         self.memory.write(batch).await
     }
 
+    fn changes(&self) -> &Arc<crate::Changes> {
+        self.memory.changes()
+    }
+
     async fn load(&self, id: &str) -> Result<Option<StoredExecution>, StoreError> {
         self.memory.load(id).await
     }

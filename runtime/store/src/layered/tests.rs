@@ -497,3 +497,12 @@ async fn a_finished_execution_leaves_redis_and_is_read_from_postgresql() {
     // Reading it does not copy it back.
     assert_eq!(direct.load("e1").await.unwrap(), None);
 }
+
+/// Told through Redis once the copy there has landed: the other process, which reads
+/// Redis first, then reads the final record rather than a copy that lags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announces_to_other_processes() {
+    let fixture = fresh().await;
+    let there = fixture.other_process().await;
+    crate::conformance::announces_to_other_processes(&fixture.store, &there).await;
+}

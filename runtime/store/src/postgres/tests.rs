@@ -181,3 +181,11 @@ async fn an_unreachable_server_is_a_clear_error() {
     );
     assert!(!err.contains("secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announces_to_other_processes() {
+    let (config, _guard) = testing::postgres();
+    let here = PostgresStore::open(&config).await.unwrap();
+    let there = PostgresStore::open(&config).await.unwrap();
+    crate::conformance::announces_to_other_processes(&here, &there).await;
+}

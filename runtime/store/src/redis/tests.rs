@@ -162,3 +162,11 @@ async fn a_batch_survives_the_script_cache_being_flushed() {
     assert_eq!(store.store.lease("a").await.unwrap(), None);
     assert!(store.store.load("b").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announces_to_other_processes() {
+    let (config, _guard) = testing::redis(Duration::from_secs(60));
+    let here = RedisStore::open(&config).await.unwrap();
+    let there = RedisStore::open(&config).await.unwrap();
+    crate::conformance::announces_to_other_processes(&here, &there).await;
+}
