@@ -196,7 +196,7 @@ impl Runner {
     pub async fn start(
         &self,
         workflow: WorkflowSource,
-        plan: Plan,
+        plan: Arc<Plan>,
         input: Json,
         bindings: Bindings,
     ) -> Result<Handle, RunError> {

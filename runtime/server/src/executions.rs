@@ -12,16 +12,12 @@ use serde::Deserialize;
 use serde_json::{Value as Json_, json};
 
 use super::auth::Tenant;
-use super::definitions::source_of;
 use super::error::{ApiError, ApiResult};
 use super::{App, names};
-use orca_core::definition::{DefinitionSet, Document, Kind};
 use orca_core::engine::Status;
 use orca_core::view;
-use orca_runner::launch::{self, Launch, LaunchSettings};
 use orca_runner::{ExecutionRecord, RunError, tenant_of};
 use orca_store::{ListFilter, owner_is_dead_locally};
-use orca_wasm::bind_components;
 
 /// Largest page of `GET /v1/executions`.
 const MAX_PAGE: usize = 500;
@@ -50,10 +46,6 @@ pub(super) struct WaitQuery {
     wait: Option<String>,
 }
 
-fn kind_of(name: &str) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| k.as_str() == name)
-}
-
 pub(super) async fn start(
     Tenant(tenant): Tenant,
     State(app): State<App>,
@@ -75,59 +67,17 @@ pub(super) async fn start(
              when some have finished"
         )));
     };
-    let workflow = app
-        .tenants
-        .definition(&tenant, &request.workflow, request.version)
-        .await?
-        .filter(|d| kind_of(&d.kind).is_some_and(Kind::is_workflow))
-        .ok_or_else(|| ApiError::NotFound(format!("no workflow `{}`", request.workflow)))?;
-    // The workflow's version with the latest of everything it may refer to; the execution
-    // record keeps these texts, so later applies do not change a running execution.
-    let mut sources = vec![source_of(&workflow)];
-    for doc in app.tenants.definitions(&tenant).await? {
-        let kind = kind_of(&doc.kind);
-        if doc.name != workflow.name
-            && kind.is_some_and(|k| !k.is_workflow() && k != Kind::PrometheusRule)
-        {
-            sources.push(source_of(&doc));
-        }
-    }
-    let set = DefinitionSet::load(sources)?;
-    let Launch {
-        plan,
-        source,
-        mut bindings,
-    } = launch::prepare(
-        &set,
-        LaunchSettings {
-            workflow: Some(&workflow.name),
-            tenant: &tenant,
-            services: &request.services,
-            env: |_: &str| None,
-        },
-    )?;
-    super::quotas::check(&app.config, &plan)?;
-    for doc in set.of_kind(Kind::Component) {
-        if let Document::Component(m) = &doc.document {
-            let owned = match &m.spec.digest {
-                Some(d) => app.tenants.component(&tenant, &d.value).await?.is_some(),
-                None => false,
-            };
-            if !owned {
-                return Err(ApiError::BadRequest(format!(
-                    "component `{}` names no component uploaded by this tenant",
-                    doc.name
-                )));
-            }
-        }
-    }
-    let wasm = app.wasm.clone();
-    bindings.components = tokio::task::spawn_blocking(move || bind_components(&set, &wasm))
-        .await
-        .map_err(ApiError::internal)??;
+    let ready = app
+        .plans
+        .ready(&app, &tenant, &request.workflow, request.version)
+        .await?;
+    let bindings = ready.bindings(&tenant, &request.services);
     let input = request.input.unwrap_or_else(|| json!({}));
     let owner = bindings.tenant.clone();
-    let handle = app.runner.start(source, plan, input, bindings).await?;
+    let handle = app
+        .runner
+        .start(ready.source.clone(), ready.plan.clone(), input, bindings)
+        .await?;
     let id = handle.id.clone();
     app.track(&owner, handle);
     drop(slot);
@@ -151,10 +101,14 @@ fn parse_wait(app: &App, wait: Option<&str>) -> ApiResult<Option<Duration>> {
     .transpose()
 }
 
-/// Polls the store until the execution is final, `wait` has passed or the server begins to
-/// shut down (a wait never holds a shutdown up: the answer is then the 202 of a start).
+/// The execution once it is final, or `None` when `wait` has passed or the server begins to
+/// shut down first (a wait never holds a shutdown up: the answer is then the 202 of a
+/// start). Woken by the store's announcement that the execution finished, from this process
+/// or another one sharing the store: registered before the read, so a finish in between
+/// is not missed, and nothing is read again until then.
 async fn wait_final(app: &App, id: &str, wait: Duration) -> ApiResult<Option<ExecutionRecord>> {
     let deadline = tokio::time::Instant::now() + wait;
+    let mut finished = app.executions.changes().watch(id);
     let closed = app.closed();
     tokio::pin!(closed);
     loop {
@@ -162,18 +116,16 @@ async fn wait_final(app: &App, id: &str, wait: Duration) -> ApiResult<Option<Exe
         if record.execution.status.is_final() {
             return Ok(Some(record));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(None);
-        }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            () = finished.finished() => {}
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
             () = &mut closed => return Ok(None),
         }
     }
 }
 
 /// The record of `id` if it belongs to `tenant`; 404 otherwise.
-async fn owned(app: &App, tenant: &str, id: &str) -> ApiResult<ExecutionRecord> {
+pub(super) async fn owned(app: &App, tenant: &str, id: &str) -> ApiResult<ExecutionRecord> {
     names::execution_in_path(id)?;
     match app.runner.load(id).await {
         Ok(record) if &*record.execution.tenant == tenant => Ok(record),
@@ -184,12 +136,28 @@ async fn owned(app: &App, tenant: &str, id: &str) -> ApiResult<ExecutionRecord> 
     }
 }
 
+/// The execution; with `?wait=`, once it is final (or as it stands when the wait is over),
+/// wherever it runs: the finish reaches every process sharing the store.
 pub(super) async fn get(
     Tenant(tenant): Tenant,
     State(app): State<App>,
     Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
 ) -> ApiResult<Json<Json_>> {
+    let Query(query) = query?;
+    let wait = parse_wait(&app, query.wait.as_deref())?;
     let record = owned(&app, &tenant, &id).await?;
+    if let Some(wait) = wait
+        && !record.execution.status.is_final()
+        && let Some(done) = wait_final(&app, &id, wait).await?
+    {
+        return Ok(Json(view::execution(&done.execution)));
+    }
+    let record = match wait {
+        // Waited and it did not finish: as it stands now.
+        Some(_) if !record.execution.status.is_final() => owned(&app, &tenant, &id).await?,
+        _ => record,
+    };
     Ok(Json(view::execution(&record.execution)))
 }
 

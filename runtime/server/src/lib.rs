@@ -14,8 +14,10 @@ mod executions;
 mod names;
 mod openapi;
 mod ops;
+mod plans;
 mod quotas;
 mod router;
+mod stream;
 mod supervisor;
 
 #[cfg(test)]
@@ -99,6 +101,8 @@ pub struct App {
     starting: Arc<Mutex<HashMap<String, usize>>>,
     /// Becomes true when the server starts shutting down: open waits answer at once.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Workflows ready to start.
+    plans: Arc<plans::Plans>,
 }
 
 impl App {
@@ -120,6 +124,7 @@ impl App {
             driving: Arc::default(),
             starting: Arc::default(),
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            plans: Arc::default(),
         }
     }
 

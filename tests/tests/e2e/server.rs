@@ -59,10 +59,23 @@ impl Server {
     }
 
     pub fn launch_with(orca: &Orca, extra: &[&str]) -> Server {
+        Server::spawn(orca.command(&Server::args(extra)), extra)
+    }
+
+    /// One of several servers sharing `store`.
+    pub fn launch_on(store: &crate::durable::Store) -> Server {
+        let args: Vec<String> = Server::args(&[]).into_iter().map(String::from).collect();
+        Server::spawn(store.command(&args), &[])
+    }
+
+    fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--admin-token", ADMIN];
         args.extend_from_slice(extra);
-        let mut child = orca
-            .command(&args)
+        args
+    }
+
+    fn spawn(mut command: std::process::Command, extra: &[&str]) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

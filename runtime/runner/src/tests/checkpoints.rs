@@ -244,7 +244,7 @@ fn three_steps_recorded() -> (
 async fn memory_is_written_when_a_started_execution_starts_and_ends_not_after_every_step() {
     let (store, invoker, runner, workflow, plan) = three_steps_recorded();
     let handle = runner
-        .start(workflow, plan, json!({}), bindings())
+        .start(workflow, Arc::new(plan), json!({}), bindings())
         .await
         .unwrap();
     assert_eq!(handle.join().await.unwrap().status, Status::Completed);
@@ -325,7 +325,7 @@ async fn started_with_lag(lag: Duration) -> (Arc<MemoryStore>, Arc<Gated>, Handl
     let (workflow, plan) = source();
     let handle = Runner::new(store.clone(), invoker.clone())
         .with_checkpoint_lag(lag)
-        .start(workflow, plan, json!({}), bindings())
+        .start(workflow, Arc::new(plan), json!({}), bindings())
         .await
         .unwrap();
     (store, invoker, handle)

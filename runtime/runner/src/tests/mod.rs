@@ -112,7 +112,7 @@ async fn stuck_execution(store: &Arc<MemoryStore>, owner: &str) -> (String, Arc<
         .with_lease(fast_leases());
     let (workflow, plan) = source();
     let handle = runner
-        .start(workflow, plan, json!({}), bindings())
+        .start(workflow, Arc::new(plan), json!({}), bindings())
         .await
         .unwrap();
     for _ in 0..200 {
