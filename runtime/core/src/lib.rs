@@ -11,6 +11,7 @@ pub use orca_definition as definition;
 pub mod cached_json;
 pub mod component;
 pub mod engine;
+pub mod events;
 pub mod expr;
 pub mod invoke;
 pub mod payload;

@@ -7,6 +7,7 @@ use crate::plan::Plan;
 
 impl Execution {
     pub(super) fn start_attempt(&mut self, target: Target, now_ms: u64, actions: &mut Vec<Action>) {
+        let seq = self.stamp();
         let run = match target {
             Target::Step(i) => &mut self.steps[i].run,
             Target::Compensation(k) => &mut self.compensations[k].run,
@@ -17,6 +18,9 @@ impl Execution {
             number: attempt,
             started_at_ms: now_ms,
             ended_at_ms: None,
+            seq: Some(seq),
+            ended_seq: None,
+            retry_at_ms: None,
             outcome: None,
         });
         let request = run

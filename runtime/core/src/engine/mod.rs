@@ -186,7 +186,8 @@ impl Execution {
                 response,
             } => {
                 if self.steps[i].is_current(StepStatus::Running, attempt) {
-                    self.steps[i].finish_attempt(now_ms, Outcome::ok(&response));
+                    let seq = self.stamp();
+                    self.steps[i].finish_attempt(now_ms, seq, Outcome::ok(&response));
                     self.complete(plan, i, Some(response), now_ms);
                 }
             }
@@ -196,14 +197,13 @@ impl Execution {
                 failure,
             } => {
                 if self.steps[i].is_current(StepStatus::Running, attempt) {
-                    self.steps[i].finish_attempt(now_ms, Outcome::failed(&failure));
+                    let seq = self.stamp();
+                    self.steps[i].finish_attempt(now_ms, seq, Outcome::failed(&failure));
                     let policy = &plan.node(i).retry;
                     if self.failure.is_none() && policy.should_retry(attempt, failure.kind) {
                         let at_ms =
                             now_ms + self.retry_delay_ms(plan, Target::Step(i), attempt, &failure);
-                        let run = &mut *self.steps[i];
-                        run.status = StepStatus::Retrying;
-                        run.timer_at_ms = Some(at_ms);
+                        self.steps[i].retry_at(at_ms);
                         actions.push(Action::Timer {
                             target: Target::Step(i),
                             attempt: attempt + 1,
@@ -235,10 +235,11 @@ impl Execution {
                 response,
             } => {
                 if self.compensations[k].is_current(StepStatus::Running, attempt) {
+                    let (seq, ended) = (self.stamp(), self.stamp());
                     let comp = &mut self.compensations[k];
-                    comp.finish_attempt(now_ms, Outcome::ok(&response));
+                    comp.finish_attempt(now_ms, seq, Outcome::ok(&response));
                     comp.status = StepStatus::Completed;
-                    comp.ended_at_ms = Some(now_ms);
+                    comp.end(now_ms, ended);
                 }
             }
             Event::Failed {
@@ -247,24 +248,24 @@ impl Execution {
                 failure,
             } => {
                 if self.compensations[k].is_current(StepStatus::Running, attempt) {
-                    self.compensations[k].finish_attempt(now_ms, Outcome::failed(&failure));
+                    let seq = self.stamp();
+                    self.compensations[k].finish_attempt(now_ms, seq, Outcome::failed(&failure));
                     let node = self.compensations[k].node;
                     if plan.node(node).retry.should_retry(attempt, failure.kind) {
                         let at_ms = now_ms
                             + self.retry_delay_ms(plan, Target::Compensation(k), attempt, &failure);
-                        let comp = &mut self.compensations[k];
-                        comp.status = StepStatus::Retrying;
-                        comp.timer_at_ms = Some(at_ms);
+                        self.compensations[k].retry_at(at_ms);
                         actions.push(Action::Timer {
                             target: Target::Compensation(k),
                             attempt: attempt + 1,
                             at_ms,
                         });
                     } else {
+                        let ended = self.stamp();
                         let comp = &mut self.compensations[k];
                         comp.status = StepStatus::Failed;
                         comp.error = Some(describe_failure(&failure, attempt));
-                        comp.ended_at_ms = Some(now_ms);
+                        comp.end(now_ms, ended);
                     }
                 }
             }
@@ -337,15 +338,19 @@ impl Execution {
         {
             match self.render_compensation(plan, k) {
                 Ok(request) => {
+                    let started = self.stamp();
                     self.compensations[k].request = Some(Arc::new(request));
                     self.compensations[k].started_at_ms = Some(now_ms);
+                    self.compensations[k].started_seq = Some(started);
                     self.start_attempt(Target::Compensation(k), now_ms, actions);
                     self.refresh_current();
                 }
                 Err(message) => {
+                    let ended = self.stamp();
                     let comp = &mut self.compensations[k];
                     comp.status = StepStatus::Failed;
                     comp.error = Some(message);
+                    comp.end(now_ms, ended);
                     self.advance(plan, now_ms, actions);
                 }
             }
@@ -391,6 +396,7 @@ impl Execution {
     /// Starts node `i`: checks its condition, then does its work.
     fn begin(&mut self, plan: &Plan, i: NodeId, now_ms: u64, actions: &mut Vec<Action>) {
         let node = plan.node(i);
+        let started = self.stamp();
         let senders = {
             let run = &mut *self.steps[i];
             run.armed = false;
@@ -399,6 +405,9 @@ impl Execution {
             run.error = None;
             run.started_at_ms = Some(now_ms);
             run.ended_at_ms = None;
+            run.started_seq = Some(started);
+            run.ended_seq = None;
+            run.wait_until_ms = None;
             std::mem::take(&mut run.signals)
         };
         match &node.condition {
@@ -432,10 +441,11 @@ impl Execution {
     }
 
     fn skip(&mut self, plan: &Plan, i: NodeId, now_ms: u64) {
+        let ended = self.stamp();
         let run = &mut *self.steps[i];
         run.status = StepStatus::Skipped;
         run.result = None;
-        run.ended_at_ms = Some(now_ms);
+        run.end(now_ms, ended);
         self.signal_next(plan, i, &plan.node(i).next);
     }
 
@@ -475,6 +485,7 @@ impl Execution {
                 let run = &mut *self.steps[i];
                 run.status = StepStatus::Waiting;
                 run.timer_at_ms = Some(at_ms);
+                run.wait_until_ms = Some(at_ms);
                 actions.push(Action::Timer {
                     target: Target::Step(i),
                     attempt: 0,
@@ -561,11 +572,12 @@ impl Execution {
         response: Option<ResponseMeta>,
         now_ms: u64,
     ) {
+        let ended = self.stamp();
         let run = &mut *self.steps[i];
         run.status = StepStatus::Completed;
         run.result = result;
         run.response = response;
-        run.ended_at_ms = Some(now_ms);
+        run.end(now_ms, ended);
         self.completion_order.push(i);
         match self.steps[i].chosen {
             Some(chosen) if matches!(plan.node(i).work, Work::Choice { .. }) => {
@@ -586,6 +598,7 @@ impl Execution {
     fn finish(&mut self, status: Status, now_ms: u64, actions: &mut Vec<Action>) {
         self.status = status;
         self.ended_at_ms = Some(now_ms);
+        self.ended_seq = Some(self.stamp());
         self.refresh_current();
         actions.push(Action::Finished);
     }

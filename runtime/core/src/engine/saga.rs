@@ -31,9 +31,10 @@ impl Execution {
                 run.status,
                 StepStatus::Retrying | StepStatus::Waiting | StepStatus::Evaluating
             ) {
+                self.seq += 1;
                 run.status = StepStatus::Cancelled;
                 run.timer_at_ms = None;
-                run.ended_at_ms = Some(now_ms);
+                run.end(now_ms, self.seq);
             }
         }
     }
@@ -41,10 +42,11 @@ impl Execution {
     /// Marks step `i` failed and stops the execution from starting anything new; steps already
     /// in flight settle first, then the completed steps are compensated.
     pub(super) fn fail_step(&mut self, i: NodeId, message: String, now_ms: u64) {
+        let ended = self.stamp();
         let run = &mut *self.steps[i];
         run.status = StepStatus::Failed;
         run.error = Some(message.clone());
-        run.ended_at_ms = Some(now_ms);
+        run.end(now_ms, ended);
         if self.failure.is_none() {
             self.failure = Some(format!("step `{}` failed: {message}", run.name));
         }

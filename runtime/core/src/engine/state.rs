@@ -132,6 +132,13 @@ pub struct Execution {
     /// Cancellation was requested.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// The stamp of the last change; every change the engine makes takes the next one,
+    /// which its events are numbered after (see [`crate::events`]).
+    #[serde(default)]
+    pub seq: u64,
+    /// The stamp of the change that ended the execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_seq: Option<u64>,
 }
 
 /// A call's attempts: almost always one, kept inline so that a step's first attempt does
@@ -159,6 +166,14 @@ pub struct Run {
     pub started_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<u64>,
+    /// The stamps of the changes that started and ended the run (see [`crate::events`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_seq: Option<u64>,
+    /// A wait state's end, kept after it (`timer_at_ms` is cleared when the timer fires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until_ms: Option<u64>,
 }
 
 impl Run {
@@ -171,7 +186,25 @@ impl Run {
             error: None,
             started_at_ms: None,
             ended_at_ms: None,
+            started_seq: None,
+            ended_seq: None,
+            wait_until_ms: None,
         }
+    }
+
+    /// Arms the timer of the next attempt, due at `at_ms`.
+    pub(crate) fn retry_at(&mut self, at_ms: u64) {
+        self.status = StepStatus::Retrying;
+        self.timer_at_ms = Some(at_ms);
+        if let Some(last) = self.attempts.last_mut() {
+            last.retry_at_ms = Some(at_ms);
+        }
+    }
+
+    /// Ends the run at `now_ms`, with the change stamped `seq`.
+    pub(crate) fn end(&mut self, now_ms: u64, seq: u64) {
+        self.ended_at_ms = Some(now_ms);
+        self.ended_seq = Some(seq);
     }
 
     /// Whether an outcome for `attempt` is the one this run is waiting for.
@@ -179,9 +212,10 @@ impl Run {
         self.status == status && self.attempts.len() as u32 == attempt
     }
 
-    pub(crate) fn finish_attempt(&mut self, now_ms: u64, outcome: Outcome) {
+    pub(crate) fn finish_attempt(&mut self, now_ms: u64, seq: u64, outcome: Outcome) {
         if let Some(last) = self.attempts.last_mut() {
             last.ended_at_ms = Some(now_ms);
+            last.ended_seq = Some(seq);
             last.outcome = Some(outcome);
         }
     }
@@ -283,6 +317,14 @@ pub struct Attempt {
     pub started_at_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at_ms: Option<u64>,
+    /// The stamps of the changes that started and ended the attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_seq: Option<u64>,
+    /// When the next attempt was due, if this one failed and was retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
 }
@@ -362,6 +404,14 @@ impl Execution {
             api_calls: 0,
             resumes: 0,
             cancelled: false,
+            seq: 0,
+            ended_seq: None,
         }
+    }
+
+    /// The stamp of the change being made: one more than the last.
+    pub(crate) fn stamp(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
     }
 }

@@ -103,6 +103,7 @@ fn step(plan: &Plan, name: &str) -> Target {
 }
 
 mod checkpoints;
+mod events;
 mod orchestrations;
 mod retries;
 mod saga;
