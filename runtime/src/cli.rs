@@ -166,9 +166,10 @@ pub(crate) enum Command {
         /// Bind a service name to a base URL: NAME=URL (repeatable).
         #[arg(long = "service", value_parser = services::parse_binding)]
         services: Vec<(String, String)>,
-        /// Wait up to this long (like `30s`) for the execution to end.
-        #[arg(long)]
-        wait: Option<String>,
+        /// Wait for the execution to end and print it like `orca run` (exit 0 if it
+        /// completed): up to DURATION (like `30s`), or without one until it ends.
+        #[arg(long, value_name = "DURATION", num_args = 0..=1)]
+        wait: Option<Option<String>>,
         #[command(flatten)]
         client: client::ClientArgs,
     },
@@ -181,6 +182,13 @@ pub(crate) enum Command {
     Describe {
         #[command(subcommand)]
         command: DescribeCommand,
+    },
+    /// Follow an execution on a server: its progress lines on stderr (as `orca run` prints
+    /// them) until it ends; exit 0 if it completed.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        client: client::ClientArgs,
     },
     /// Cancel an execution on a server: it stops and compensates.
     Cancel {

@@ -56,22 +56,11 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
-        let status = response.status();
+        if !response.status().is_success() {
+            return Err(error_of(response).await);
+        }
         let text = response.text().await.context("reading the response")?;
-        let json: Json = serde_json::from_str(&text).unwrap_or(Json::String(text));
-        if status.is_success() {
-            return Ok(json);
-        }
-        let message = json["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| json.to_string());
-        let message = format!("{status}: {message}");
-        if status.is_client_error() {
-            Err(Failure::BadInput(message))
-        } else {
-            Err(Failure::Runtime(anyhow::anyhow!(message)))
-        }
+        Ok(serde_json::from_str(&text).unwrap_or(Json::String(text)))
     }
 
     pub(crate) async fn apply(&self, files: &[std::path::PathBuf]) -> Result<u8, Failure> {
@@ -110,35 +99,124 @@ impl Client {
         Ok(0)
     }
 
+    /// Starts `workflow`; with `wait`, waits for the end (up to the duration given, or
+    /// for good) and prints the execution like `orca run`, else prints its id.
     pub(crate) async fn start(
         &self,
         workflow: &str,
         input: Json,
         services: Vec<(String, String)>,
-        wait: Option<&str>,
+        wait: Option<Option<String>>,
     ) -> Result<u8, Failure> {
         let services: serde_json::Map<String, Json> = services
             .into_iter()
             .map(|(k, v)| (k, Json::String(v)))
             .collect();
         let body = json!({ "workflow": workflow, "input": input, "services": services });
-        let path = match wait {
-            Some(wait) => format!("/v1/executions?wait={wait}"),
+        let deadline = match &wait {
+            Some(Some(text)) => {
+                let wait = humantime::parse_duration(text)
+                    .map_err(|e| Failure::BadInput(format!("--wait {text}: {e} (try `30s`)")))?;
+                Some(tokio::time::Instant::now() + wait)
+            }
+            _ => None,
+        };
+        let path = match &wait {
+            Some(_) => format!("/v1/executions?wait={}", wait_param(deadline)),
             None => "/v1/executions".to_string(),
         };
-        let reply = self
+        let mut reply = self
             .send(
                 reqwest::Method::POST,
                 &path,
                 Some((body.to_string().into_bytes(), "application/json")),
             )
             .await?;
-        if reply.get("steps").is_some() {
-            print_json(&reply);
-            return Ok(if reply["status"] == "completed" { 0 } else { 1 });
+        if wait.is_none() {
+            println!("{}", reply["id"].as_str().unwrap_or_default());
+            return Ok(0);
         }
-        println!("{}", reply["id"].as_str().unwrap_or_default());
-        Ok(0)
+        let id = reply["id"].as_str().unwrap_or_default().to_string();
+        // The server answers a wait within a minute at most: wait again until the end or
+        // the deadline.
+        while !is_final(&reply) && deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
+            let path = format!(
+                "/v1/executions/{}?wait={}",
+                encode(&id),
+                wait_param(deadline)
+            );
+            reply = self.send(reqwest::Method::GET, &path, None).await?;
+        }
+        if !is_final(&reply) && reply.get("steps").is_none() {
+            reply = self
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/v1/executions/{}", encode(&id)),
+                    None,
+                )
+                .await?;
+        }
+        print_json(&reply);
+        Ok(if reply["status"] == "completed" { 0 } else { 1 })
+    }
+
+    /// Follows the execution's event stream, printing its progress lines on stderr, and
+    /// reconnects where it left off if the connection drops (a server restarting).
+    pub(crate) async fn watch(&self, id: &str) -> Result<u8, Failure> {
+        use eventsource_stream::Eventsource;
+        use futures_util::StreamExt;
+
+        let url = format!("{}/v1/executions/{}/events", self.base, encode(id));
+        let mut last: Option<String> = None;
+        let mut reconnects = 0;
+        loop {
+            let mut request = self.http.get(&url).header("accept", "text/event-stream");
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(last) = &last {
+                request = request.header("last-event-id", last);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) if last.is_some() && reconnects < RECONNECTS => {
+                    reconnects += 1;
+                    tracing::debug!(error = %e, "event stream: connecting again");
+                    tokio::time::sleep(RECONNECT_AFTER).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Failure::Runtime(
+                        anyhow::Error::new(e).context(format!("cannot reach {url}")),
+                    ));
+                }
+            };
+            if !response.status().is_success() {
+                return Err(error_of(response).await);
+            }
+            let mut events = response.bytes_stream().eventsource();
+            while let Some(event) = events.next().await {
+                let Ok(event) = event else { break };
+                reconnects = 0;
+                last = Some(event.id.clone());
+                let data: Json = serde_json::from_str(&event.data).unwrap_or(Json::Null);
+                if event.event == "execution.ended" {
+                    eprintln!("{}", orca_runtime::events::ended_line(id, &data));
+                    return Ok(if data["status"] == "completed" { 0 } else { 1 });
+                }
+                if let Some(line) = orca_runtime::events::line(&event.event, &data) {
+                    eprintln!("{line}");
+                }
+            }
+            // Ended before the execution did: the server went away.
+            reconnects += 1;
+            if reconnects > RECONNECTS {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "the event stream of {id} keeps ending before the execution does"
+                )));
+            }
+            tokio::time::sleep(RECONNECT_AFTER).await;
+        }
     }
 
     pub(crate) async fn get_executions(
@@ -228,6 +306,45 @@ impl Client {
         println!("execution {id} cancelling");
         Ok(0)
     }
+}
+
+/// How often, and how far apart, `orca watch` connects again after its stream dropped.
+const RECONNECTS: u32 = 30;
+const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A failed answer: a 4xx is the user's to fix (exit 2), anything else a failure.
+async fn error_of(response: reqwest::Response) -> Failure {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let json: Json = serde_json::from_str(&text).unwrap_or(Json::String(text));
+    let message = json["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| json.to_string());
+    let message = format!("{status}: {message}");
+    if status.is_client_error() {
+        Failure::BadInput(message)
+    } else {
+        Failure::Runtime(anyhow::anyhow!(message))
+    }
+}
+
+fn is_final(execution: &Json) -> bool {
+    execution.get("steps").is_some()
+        && !matches!(
+            execution["status"].as_str(),
+            Some("running" | "compensating")
+        )
+}
+
+/// The `?wait=` of one request: what is left before `deadline`, at most what a server
+/// grants (a minute).
+fn wait_param(deadline: Option<tokio::time::Instant>) -> String {
+    let most = std::time::Duration::from_secs(60);
+    let left = deadline.map_or(most, |d| {
+        d.saturating_duration_since(tokio::time::Instant::now())
+    });
+    format!("{}ms", left.min(most).as_millis().max(1))
 }
 
 fn read(file: &Path) -> Result<Vec<u8>, Failure> {

@@ -14,8 +14,8 @@
 //! - `orca-server`: the HTTP API (`orca serve`).
 
 pub use orca_core::{
-    cached_json, component, definition, engine, expr, invoke, payload, plan, progress, retry,
-    services, view,
+    cached_json, component, definition, engine, events, expr, invoke, payload, plan, progress,
+    retry, services, view,
 };
 pub use orca_http as http;
 pub use orca_metrics as metrics;

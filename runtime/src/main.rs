@@ -228,7 +228,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
         } => {
             let input = parse_input(&input)?;
             client::Client::new(client)?
-                .start(&workflow, input, services, wait.as_deref())
+                .start(&workflow, input, services, wait)
                 .await
         }
         Command::Get {
@@ -248,6 +248,7 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             command: DescribeCommand::Execution { id, client },
         } => client::Client::new(client)?.describe_execution(&id).await,
         Command::Cancel { id, client } => client::Client::new(client)?.cancel(&id).await,
+        Command::Watch { id, client } => client::Client::new(client)?.watch(&id).await,
         Command::Executions { command } => match command {
             ExecutionsCommand::List {
                 workflow,

@@ -173,8 +173,20 @@ pub fn document() -> Value {
                     "responses": { "200": ok("a page", "ExecutionList") } }))
             },
             "/v1/executions/{id}": {
-                "get": tenant_op("One execution", json!({ "parameters": [path_param("id")],
-                    "responses": { "200": ok("the execution", "Execution"), "404": error("unknown") } }))
+                "get": tenant_op("One execution; with ?wait=, once it has ended (or as it stands when the wait is over), whichever server drives it", json!({
+                    "parameters": [path_param("id"), query_param("wait", "string", "like `5s`; at most 60s")],
+                    "responses": { "200": ok("the execution", "Execution"), "400": error("bad wait"), "404": error("unknown") } }))
+            },
+            "/v1/executions/{id}/events": {
+                "get": tenant_op("The execution's events as Server-Sent Events: its history, then each change as it happens; the stream ends after `execution.ended`", json!({
+                    "parameters": [path_param("id"),
+                        { "name": "Last-Event-ID", "in": "header", "required": false,
+                          "description": "resume after this event id (what the last event's `id:` said)",
+                          "schema": { "type": "string" } }],
+                    "responses": {
+                        "200": { "description": "one event per state change: `id:` grows with each, `event:` is one of execution.started, step.started, step.waiting, attempt.started, attempt.ended, retry.scheduled, step.completed, step.skipped, step.failed, step.cancelled, compensation.started, compensation.ended, execution.ended; `data:` is a JSON object",
+                                 "content": { "text/event-stream": { "schema": { "type": "string" } } } },
+                        "400": error("bad Last-Event-ID"), "404": error("unknown") } }))
             },
             "/v1/executions/{id}/cancel": {
                 "post": tenant_op("Cancel: stop and compensate", json!({ "parameters": [path_param("id")],

@@ -4,7 +4,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
-use super::{App, admin, components, definitions, executions, openapi, ops};
+use super::{App, admin, components, definitions, executions, openapi, ops, stream};
 
 /// The routes of a `--metrics-listen` address: `/metrics`, without a token.
 pub(super) fn metrics_only(app: App) -> Router {
@@ -47,6 +47,7 @@ pub fn router(app: App) -> Router {
             post(executions::start).get(executions::list),
         )
         .route("/v1/executions/{id}", get(executions::get))
+        .route("/v1/executions/{id}/events", get(stream::events_of))
         .route("/v1/executions/{id}/cancel", post(executions::cancel))
         .route("/v1/executions/{id}/resume", post(executions::resume))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -10,11 +10,13 @@
 mod support;
 
 mod bad_input;
+mod cluster;
 mod compensation;
 mod components;
 mod conditional;
 mod demo;
 mod durable;
+mod events;
 mod executions;
 mod hostile;
 mod limits;

@@ -1,0 +1,108 @@
+//! Several `orca serve` processes on one store: what one process does reaches a client
+//! talking to another, without polling. Each test runs on PostgreSQL and on Redis persisted
+//! to PostgreSQL, the two stores servers share.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::durable::{Backend, Store};
+use crate::events::event_stream;
+use crate::server::{Server, workflow};
+use crate::support::{Gate, Mock, Reply};
+
+const SHARED: [Backend; 2] = [Backend::Postgres, Backend::RedisPersisted];
+
+/// A client waiting on B (`GET /v1/executions/ID?wait=`) for an execution A drives is
+/// answered when it finishes, and B's event stream of it follows it to its end: the changes
+/// travel through the store's notification channel.
+#[test]
+fn a_waiter_on_one_server_is_woken_by_a_finish_on_another() {
+    for backend in SHARED {
+        let store = Store::new(backend);
+        let mock = Mock::start();
+        let gate = Gate::new();
+        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
+        let a = Server::launch_on(&store);
+        let b = Server::launch_on(&store);
+        let token = a.tenant("alpha");
+        a.apply(&token, &workflow("orders"));
+
+        let (status, started) = a.start(&token, "", "orders", &mock.url);
+        assert_eq!(status, 202, "{backend:?}: {started}");
+        let id = started["id"].as_str().unwrap().to_string();
+        std::thread::scope(|scope| {
+            let waiter =
+                scope.spawn(|| b.call("GET", &format!("/v1/executions/{id}?wait=50s"), &token, ""));
+            let stream = scope.spawn(|| event_stream(&b.addr, &token, &id, None));
+            assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
+            gate.release();
+            let (status, done) = waiter.join().unwrap();
+            assert_eq!(status, 200, "{backend:?}: {done}");
+            // Had B not heard of the finish, it would answer after 50 s with `running`.
+            assert_eq!(done["status"], "completed", "{backend:?}: {done}");
+            // B's event stream follows the execution A drives to its end.
+            let (status, events) = stream.join().unwrap();
+            assert_eq!(status, 200, "{backend:?}");
+            let last = events.last().map(|(_, kind, _)| kind.as_str());
+            assert_eq!(last, Some("execution.ended"), "{backend:?}: {events:?}");
+        });
+    }
+}
+
+/// A start waited for on one server, many times over: each answers with the finished
+/// execution, never the 202 of a wait that missed the finish.
+#[test]
+fn waits_that_race_the_finish_never_miss_it() {
+    for backend in SHARED {
+        let store = Store::new(backend);
+        let mock = Mock::start();
+        mock.on("/orders/7", Reply::json(json!({"amount": 1})));
+        let server = Server::launch_on(&store);
+        let token = server.tenant("alpha");
+        server.apply(&token, &workflow("orders"));
+        for round in 0..40 {
+            let (status, done) = server.start(&token, "?wait=50s", "orders", &mock.url);
+            assert_eq!(status, 200, "{backend:?} round {round}: {done}");
+            assert_eq!(
+                done["status"], "completed",
+                "{backend:?} round {round}: {done}"
+            );
+        }
+    }
+}
+
+/// A new version applied on B is what the next start on A runs, although A had the old one
+/// compiled and cached; an execution started before keeps the version it started with.
+#[test]
+fn a_new_version_applied_anywhere_replaces_the_cached_plan_but_not_a_running_execution() {
+    for backend in SHARED {
+        let store = Store::new(backend);
+        let mock = Mock::start();
+        let gate = Gate::new();
+        mock.on("/orders/7", Reply::json(json!({"v": 1})).gate(&gate));
+        mock.on("/v2/orders/7", Reply::json(json!({"v": 2})));
+        let a = Server::launch_on(&store);
+        let b = Server::launch_on(&store);
+        let token = a.tenant("alpha");
+        a.apply(&token, &workflow("orders"));
+
+        let (status, first) = a.start(&token, "", "orders", &mock.url);
+        assert_eq!(status, 202, "{backend:?}: {first}");
+        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
+        b.apply(
+            &token,
+            &workflow("orders").replace("/orders/{id}", "/v2/orders/{id}"),
+        );
+        let (status, second) = a.start(&token, "?wait=50s", "orders", &mock.url);
+        assert_eq!(status, 200, "{backend:?}: {second}");
+        assert_eq!(second["status"], "completed", "{backend:?}: {second}");
+        assert_eq!(second["output"]["fetch"]["v"], 2, "{backend:?}: {second}");
+
+        gate.release();
+        let id = first["id"].as_str().unwrap();
+        let (status, first) = b.call("GET", &format!("/v1/executions/{id}?wait=50s"), &token, "");
+        assert_eq!(status, 200, "{backend:?}: {first}");
+        assert_eq!(first["output"]["fetch"]["v"], 1, "{backend:?}: {first}");
+    }
+}
