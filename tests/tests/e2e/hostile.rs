@@ -245,6 +245,8 @@ fn the_running_quota_holds_after_a_restart() {
     }
     let (status, body) = server.start(&a, "", "orders", &mock.url);
     assert_eq!(status, 429, "{body}");
+    // Both calls sent before the crash, so that the count below is of calls sent again.
+    assert!(mock.wait_until(Duration::from_secs(10), |requests| requests.len() >= 2));
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 
