@@ -1,6 +1,8 @@
 //! An execution driven on a background task, and the messages its drive loop takes.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
 
 use orca_core::engine::Execution;
 
@@ -23,7 +25,8 @@ pub struct Handle {
     /// the task itself.
     pub tenant: String,
     pub(crate) control: mpsc::UnboundedSender<Control>,
-    pub(crate) task: tokio::task::JoinHandle<Result<Execution, RunError>>,
+    pub(crate) task: tokio::task::JoinHandle<Result<Arc<Execution>, RunError>>,
+    pub(crate) finished: watch::Receiver<Option<Arc<Execution>>>,
 }
 
 impl Handle {
@@ -43,10 +46,23 @@ impl Handle {
         self.task.is_finished()
     }
 
+    /// Resolves with the execution once it has ended in a final status here, or with `None`
+    /// when the drive loop stopped without one (a shutdown, a lost lease: the execution
+    /// goes on elsewhere).
+    pub fn finished(&self) -> impl Future<Output = Option<Arc<Execution>>> + Send + 'static {
+        let mut finished = self.finished.clone();
+        async move {
+            let execution = finished.wait_for(Option::is_some).await.ok()?;
+            execution.clone()
+        }
+    }
+
     /// Waits for the drive loop to end.
     pub async fn join(self) -> Result<Execution, RunError> {
         match self.task.await {
-            Ok(result) => result,
+            Ok(result) => {
+                result.map(|execution| Arc::try_unwrap(execution).unwrap_or_else(|e| (*e).clone()))
+            }
             Err(e) => Err(RunError::LeaseLost {
                 id: self.id,
                 reason: format!("the drive task ended abnormally: {e}"),

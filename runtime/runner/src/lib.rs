@@ -270,15 +270,19 @@ impl Runner {
         F: Future<Output = Result<Execution, RunError>> + Send + 'static,
     {
         let (control, inbox) = mpsc::unbounded_channel();
+        let (ended, finished) = tokio::sync::watch::channel(None);
         let driven = drive(self.clone(), inbox);
         let logged = id.clone();
         let task = tokio::spawn(async move {
-            let outcome = driven.await;
-            // Nobody awaits a background execution right away; say why it stopped.
-            if let Err(error) = &outcome
-                && !matches!(error, RunError::Stopped { .. })
-            {
-                tracing::warn!(execution = %logged, "execution stopped: {error}");
+            let outcome = driven.await.map(Arc::new);
+            match &outcome {
+                // A caller waiting here is answered without reading the store.
+                Ok(execution) if execution.status.is_final() => {
+                    ended.send_replace(Some(execution.clone()));
+                }
+                Ok(_) | Err(RunError::Stopped { .. }) => {}
+                // Nobody awaits a background execution right away; say why it stopped.
+                Err(error) => tracing::warn!(execution = %logged, "execution stopped: {error}"),
             }
             outcome
         });
@@ -287,6 +291,7 @@ impl Runner {
             tenant,
             control,
             task,
+            finished,
         }
     }
 

@@ -1,6 +1,10 @@
 //! Bearer tokens: the admin token (from the server's config) and tenant tokens, which are
 //! stored only as their sha256.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -53,10 +57,45 @@ impl FromRequestParts<App> for Tenant {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         let hash = sha256_hex(bearer(parts)?);
+        if let Some(tenant) = app.tokens.get(&hash) {
+            return Ok(Tenant(tenant));
+        }
         match app.tenants.tenant_of_token(&hash).await? {
-            Some(tenant) => Ok(Tenant(tenant)),
+            Some(tenant) => {
+                app.tokens.put(hash, &tenant);
+                Ok(Tenant(tenant))
+            }
             None => Err(wrong_token()),
         }
+    }
+}
+
+/// Tokens known good, so that a request does not cost a read of the store. An entry is
+/// trusted for [`Self::FOR`] only: a token removed from the store (there is no API for it,
+/// but an operator can) stops working on every server within that time.
+#[derive(Default)]
+pub(crate) struct KnownTokens(Mutex<HashMap<String, (String, Instant)>>);
+
+impl KnownTokens {
+    const FOR: Duration = Duration::from_secs(5);
+    /// More entries than this and the cache starts over, so random tokens cannot grow it
+    /// (only good ones are kept, but a tenant may have many).
+    const MOST: usize = 10_000;
+
+    fn get(&self, hash: &str) -> Option<String> {
+        let known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        known
+            .get(hash)
+            .filter(|(_, since)| since.elapsed() < Self::FOR)
+            .map(|(tenant, _)| tenant.clone())
+    }
+
+    fn put(&self, hash: String, tenant: &str) {
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= Self::MOST {
+            known.clear();
+        }
+        known.insert(hash, (tenant.to_string(), Instant::now()));
     }
 }
 

@@ -79,12 +79,27 @@ pub(super) async fn start(
         .start(ready.source.clone(), ready.plan.clone(), input, bindings)
         .await?;
     let id = handle.id.clone();
+    let finished = handle.finished();
     app.track(&owner, handle);
     drop(slot);
-    if let Some(wait) = wait
-        && let Some(done) = wait_final(&app, &id, wait).await?
-    {
-        return Ok((StatusCode::OK, Json(view::execution(&done.execution))));
+    if let Some(wait) = wait {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Driven here: its end is handed over in memory, nothing is read back.
+        tokio::select! {
+            done = finished => if let Some(done) = done {
+                return Ok((StatusCode::OK, Json(view::execution(&done))));
+            },
+            () = tokio::time::sleep_until(deadline) => {}
+            () = app.closed() => {}
+        }
+        // Still running: the time is up, the server is closing, or the execution went on
+        // elsewhere (this process lost it), where the store tells of its end.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !left.is_zero()
+            && let Some(done) = wait_final(&app, &id, left).await?
+        {
+            return Ok((StatusCode::OK, Json(view::execution(&done.execution))));
+        }
     }
     Ok((
         StatusCode::ACCEPTED,

@@ -103,6 +103,8 @@ pub struct App {
     closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Workflows ready to start.
     plans: Arc<plans::Plans>,
+    /// Tenant tokens recently found in the store.
+    tokens: Arc<auth::KnownTokens>,
 }
 
 impl App {
@@ -125,6 +127,7 @@ impl App {
             starting: Arc::default(),
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             plans: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 
@@ -169,13 +172,16 @@ pub async fn serve(
     let scraped = metrics.map(|listener| {
         let closed = app.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router::metrics_only(closed.clone()))
-                .with_graceful_shutdown(async move { closed.closed().await })
-                .await
+            axum::serve(
+                without_delay(listener),
+                router::metrics_only(closed.clone()),
+            )
+            .with_graceful_shutdown(async move { closed.closed().await })
+            .await
         })
     });
     let closed = app.clone();
-    let served = axum::serve(listener, router(app.clone()))
+    let served = axum::serve(without_delay(listener), router(app.clone()))
         .with_graceful_shutdown(async move { closed.closed().await })
         .into_future();
     let drained = async {
@@ -199,6 +205,17 @@ pub async fn serve(
         scraped.abort();
     }
     served
+}
+
+/// `listener` with Nagle's algorithm off on every connection: an answer goes out when it is
+/// written, not when the client acknowledged the one before.
+fn without_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|connection| {
+        let _ = connection.set_nodelay(true);
+    })
 }
 
 /// How much longer than the grace an open request may hold the shutdown: enough for the
