@@ -29,7 +29,7 @@ pub(crate) fn postgres(settings: &Settings, schema: &str) -> PostgresConfig {
     }
 }
 
-fn redis(settings: &Settings, prefix: &str) -> RedisConfig {
+pub(crate) fn redis(settings: &Settings, prefix: &str) -> RedisConfig {
     RedisConfig {
         url: settings.redis_url.clone(),
         prefix: format!("{}:{prefix}:", settings.tag),
@@ -231,7 +231,7 @@ pub(crate) async fn durable(
     Ok(())
 }
 
-async fn run_once(
+pub(crate) async fn run_once(
     runner: &Runner,
     source: WorkflowSource,
     plan: &Plan,
@@ -248,7 +248,7 @@ async fn run_once(
 }
 
 /// Sequential runs for the time window (at least 20), after 10 warm-up runs.
-async fn latency<F, Fut>(settings: &Settings, mut f: F) -> Result<Samples>
+pub(crate) async fn latency<F, Fut>(settings: &Settings, mut f: F) -> Result<Samples>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -268,7 +268,11 @@ where
 
 /// Completions per second with `concurrency` workers looping over `f`, in each of the
 /// settings' throughput windows.
-async fn throughput<F, Fut>(settings: &Settings, concurrency: usize, f: F) -> Result<Rates>
+pub(crate) async fn throughput<F, Fut>(
+    settings: &Settings,
+    concurrency: usize,
+    f: F,
+) -> Result<Rates>
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,

@@ -1,7 +1,7 @@
 //! `orca-bench`: Orca measured side by side with its floors, in one run.
 //!
 //! ```text
-//! cargo run --release -p orca-bench -- [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6]
+//! cargo run --release -p orca-bench -- [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6,7]
 //!     [--stores memory,sqlite,postgresql,redis,redis+postgresql]
 //! cargo run --release -p orca-bench -- --profile engine|floor|invoker|runner|wasm-engine|wasm-host|wasm-floor [--runs 2000]
 //! ```
@@ -17,6 +17,7 @@ mod durable;
 mod engine;
 mod memory;
 mod recovery;
+mod server;
 mod stats;
 mod wasm;
 
@@ -58,7 +59,7 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         quick: false,
         out: PathBuf::from("BENCHMARKS.md"),
-        only: (1..=6).collect(),
+        only: (1..=7).collect(),
         stores: None,
         profile: None,
         runs: 2_000,
@@ -79,7 +80,7 @@ fn parse_args() -> Result<Args> {
                     .split(',')
                     .map(|s| s.trim().parse::<u32>())
                     .collect::<Result<_, _>>()
-                    .context("--only takes section numbers 1 to 6")?;
+                    .context("--only takes section numbers 1 to 7")?;
             }
             "--stores" => {
                 let list = it
@@ -112,7 +113,7 @@ fn parse_args() -> Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6] \
+                    "orca-bench [--quick] [--out BENCHMARKS.md] [--only 1,2,3,4,5,6,7] \
                      [--stores memory,sqlite,postgresql,redis,redis+postgresql]\n\
                      orca-bench --profile engine|floor|invoker|runner|wasm-engine|wasm-host|wasm-floor \
                      [--runs 2000] [--one-thread]: section 1's (or section 3's) runs of one kind \
@@ -248,6 +249,10 @@ async fn sections(
         let pg = durable::postgres(settings, &format!("{}_r", settings.tag));
         recovery::recovery(settings, "postgresql", StoreConfig::Postgres(pg), report).await?;
     }
+    if on(7) {
+        progress("7 through the server");
+        server::through_server(settings, base, dir, report).await?;
+    }
     Ok(())
 }
 
@@ -324,7 +329,7 @@ fn markdown(
         command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         if settings.quick { "`--quick` (short windows, 10k parked, 1k recovered)" } else { "full" },
         elapsed.as_secs_f64(),
-        if args.only.len() < 6 { format!(", sections {:?} only", args.only) } else { String::new() }
+        if args.only.len() < 7 { format!(", sections {:?} only", args.only) } else { String::new() }
             + &args.stores.as_ref().map(|s| format!(", stores {s:?} only")).unwrap_or_default(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu_model(),
