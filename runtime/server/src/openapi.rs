@@ -23,6 +23,23 @@ fn ok(description: &str, schema: &str) -> Value {
     })
 }
 
+/// One Server-Sent Event of `GET /v1/executions/{id}/events`.
+fn event_schema() -> Value {
+    json!({
+        "description": "one Server-Sent Event",
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": { "type": "string", "description": "a number that grows with every event" },
+            "event": { "type": "string", "enum": ["execution.started", "step.started",
+                "step.waiting", "attempt.started", "attempt.ended", "retry.scheduled",
+                "step.completed", "step.skipped", "step.failed", "step.cancelled", "step.ended",
+                "compensation.started", "compensation.ended", "execution.ended"] },
+            "data": { "type": "string", "description": "a JSON object" }
+        }
+    })
+}
+
 fn path_param(name: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
 }
@@ -185,7 +202,7 @@ pub fn document() -> Value {
                           "schema": { "type": "string" } }],
                     "responses": {
                         "200": { "description": "one event per state change: `id:` grows with each, `event:` is one of execution.started, step.started, step.waiting, attempt.started, attempt.ended, retry.scheduled, step.completed, step.skipped, step.failed, step.cancelled, compensation.started, compensation.ended, execution.ended; `data:` is a JSON object",
-                                 "content": { "text/event-stream": { "schema": { "type": "string" } } } },
+                                 "content": { "text/event-stream": { "schema": event_schema() } } },
                         "400": error("bad Last-Event-ID"), "404": error("unknown") } }))
             },
             "/v1/executions/{id}/cancel": {
