@@ -150,18 +150,7 @@ pub(crate) async fn durable(
             }
         };
         let runner = Runner::new(store, Arc::new(HttpInvoker::new(HttpConfig::default())?));
-        let run = {
-            let (source, plan, bindings) = (source.clone(), plan.clone(), bindings.clone());
-            move |i: u64| {
-                let (runner, source, plan, bindings) = (
-                    runner.clone(),
-                    source.clone(),
-                    plan.clone(),
-                    bindings.clone(),
-                );
-                async move { run_once(&runner, source, &plan, bindings, i).await }
-            }
-        };
+        let run = runs(runner, &source, &plan, &bindings);
         let mut c1 = latency(settings, || run(0)).await?;
         let by_hand_durable = match name {
             "sqlite" => Some(sqlite_by_hand(settings, dir, &client, base).await),
@@ -231,7 +220,27 @@ pub(crate) async fn durable(
     Ok(())
 }
 
-pub(crate) async fn run_once(
+/// Workflow `i` of `plan` run to its end by `runner`, as often as a measurement asks.
+pub(crate) fn runs(
+    runner: Runner,
+    source: &WorkflowSource,
+    plan: &Arc<Plan>,
+    bindings: &orca_runtime::engine::Bindings,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + 'static
+{
+    let (source, plan, bindings) = (source.clone(), plan.clone(), bindings.clone());
+    move |i: u64| {
+        let (runner, source, plan, bindings) = (
+            runner.clone(),
+            source.clone(),
+            plan.clone(),
+            bindings.clone(),
+        );
+        Box::pin(async move { run_once(&runner, source, &plan, bindings, i).await })
+    }
+}
+
+async fn run_once(
     runner: &Runner,
     source: WorkflowSource,
     plan: &Plan,

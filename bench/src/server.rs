@@ -18,7 +18,7 @@ use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost};
 
 use crate::Report;
 use crate::common::{self, Settings, input};
-use crate::durable::{latency, postgres, redis, run_once, throughput};
+use crate::durable::{latency, postgres, redis, runs, throughput};
 use crate::stats::{Row, fmt_rate, fmt_us};
 
 /// The stores this section measures, as `--stores` names them: those `orca serve` runs on
@@ -100,18 +100,7 @@ pub(crate) async fn through_server(
                 async move { start_and_wait(&client, &url, &base, i).await }
             }
         };
-        let in_process = {
-            let (source, plan, bindings) = (source.clone(), plan.clone(), bindings.clone());
-            move |i: u64| {
-                let (runner, source, plan, bindings) = (
-                    runner.clone(),
-                    source.clone(),
-                    plan.clone(),
-                    bindings.clone(),
-                );
-                async move { run_once(&runner, source, &plan, bindings, i).await }
-            }
-        };
+        let in_process = runs(runner, &source, &plan, &bindings);
         // Floor and server alternate window by window would be fairer still; measured one
         // after the other, each right before the other, on the same open store.
         let mut floor1 = latency(settings, || in_process(0)).await?;

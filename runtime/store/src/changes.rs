@@ -13,7 +13,7 @@
 //! store again instead of waiting for a message that is gone.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use tokio::sync::{Notify, watch};
 
@@ -28,7 +28,7 @@ pub struct Changes {
     watched: Mutex<HashMap<Arc<str>, Watched>>,
     /// Connects the shared channel when the first watcher registers: a process that never
     /// waits (`orca run`) opens no listening connection.
-    feed: OnceLock<Box<dyn Fn(std::sync::Weak<Changes>) + Send + Sync>>,
+    feed: OnceLock<Box<dyn Fn(Weak<Changes>) + Send + Sync>>,
     feed_started: std::sync::Once,
     /// Tells the listening task to stop when the store goes away.
     stopped: Arc<Notify>,
@@ -179,6 +179,33 @@ impl Changes {
                 watched.remove(key);
             }
         }
+    }
+}
+
+/// How long a listening task waits before connecting again after its connection broke.
+const RECONNECT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs `listen_once` (which listens on a connection of its own until it fails, and says
+/// why) again and again until the store is dropped. Whatever was sent while a connection was
+/// down is lost, so after each failure every watcher reads the store again.
+pub(crate) async fn keep_listening<F, Fut>(changes: Weak<Changes>, channel: String, listen_once: F)
+where
+    F: Fn(Weak<Changes>) -> Fut,
+    Fut: std::future::Future<Output = crate::StoreError>,
+{
+    let Some(stopped) = changes.upgrade().map(|c| c.stopped()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = stopped.notified() => return,
+            error = listen_once(changes.clone()) => {
+                let Some(changes) = changes.upgrade() else { return };
+                changes.resync();
+                tracing::warn!(%error, channel, "listening for changes failed; connecting again");
+            }
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
 

@@ -26,6 +26,37 @@ spec:
       endpoint: /second
 ";
 
+/// A server with [`RETRIED`] applied for tenant `alpha`, and the service it calls: the first
+/// step's first call answers 503, the second step's calls wait for `gate`.
+struct Retried {
+    orca: Orca,
+    mock: Mock,
+    gate: Gate,
+    server: Server,
+    token: String,
+}
+
+impl Retried {
+    fn new() -> Self {
+        let orca = Orca::new();
+        let mock = Mock::start();
+        let gate = Gate::new();
+        mock.script("/first", vec![Reply::status(503)]);
+        mock.on("/first", Reply::json(json!({"ok": 1})));
+        mock.on("/second", Reply::json(json!({"ok": 2})).gate(&gate));
+        let server = Server::launch(&orca);
+        let token = server.tenant("alpha");
+        server.apply(&token, RETRIED);
+        Retried {
+            orca,
+            mock,
+            gate,
+            server,
+            token,
+        }
+    }
+}
+
 /// One event of a stream: id, kind, data.
 pub type Streamed = (u64, String, Json);
 
@@ -83,16 +114,14 @@ pub fn event_stream(addr: &str, token: &str, id: &str, last: Option<&str>) -> (u
 
 #[test]
 fn the_event_stream_follows_an_execution_and_resumes_after_the_last_event_id() {
-    let orca = Orca::new();
-    let mock = Mock::start();
-    let gate = Gate::new();
-    mock.script("/first", vec![Reply::status(503)]);
-    mock.on("/first", Reply::json(json!({"ok": 1})));
-    mock.on("/second", Reply::json(json!({"ok": 2})).gate(&gate));
-    let server = Server::launch(&orca);
-    let a = server.tenant("alpha");
+    let Retried {
+        orca: _orca,
+        mock,
+        gate,
+        server,
+        token: a,
+    } = Retried::new();
     let b = server.tenant("beta");
-    server.apply(&a, RETRIED);
     let (status, started) = server.start(&a, "", "retried", &mock.url);
     assert_eq!(status, 202, "{started}");
     let id = started["id"].as_str().unwrap().to_string();
@@ -137,15 +166,13 @@ fn the_event_stream_follows_an_execution_and_resumes_after_the_last_event_id() {
 
 #[test]
 fn orca_watch_prints_the_progress_of_an_execution_on_a_server_and_start_waits() {
-    let orca = Orca::new();
-    let mock = Mock::start();
-    let gate = Gate::new();
-    mock.script("/first", vec![Reply::status(503)]);
-    mock.on("/first", Reply::json(json!({"ok": 1})));
-    mock.on("/second", Reply::json(json!({"ok": 2})).gate(&gate));
-    let server = Server::launch(&orca);
-    let token = server.tenant("alpha");
-    server.apply(&token, RETRIED);
+    let Retried {
+        orca,
+        mock,
+        gate,
+        server,
+        token,
+    } = Retried::new();
     let client = [
         ("ORCA_SERVER", format!("http://{}", server.addr)),
         ("ORCA_TOKEN", token.clone()),

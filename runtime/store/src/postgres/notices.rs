@@ -6,17 +6,14 @@
 //! a listener that reads the record on hearing of it reads what was written.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tokio_postgres::AsyncMessage;
 
 use super::{BACKEND, error_chain, pg_error};
+use crate::changes::keep_listening;
 use crate::{Changes, PostgresConfig, StoreError};
-
-/// How long a listener waits before connecting again after its connection broke.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// The channel of `topic` (`executions`, `definitions`) for the schema in `config`: processes
 /// on other schemas of the same database hear nothing of it. PostgreSQL truncates names to 63
@@ -62,27 +59,12 @@ pub(crate) fn changes(
 ) -> Result<Arc<Changes>, StoreError> {
     let connect = super::connect_config(config)?;
     Ok(Changes::shared(move |changes| {
-        tokio::spawn(listen(connect.clone(), channel.clone(), changes));
+        let (connect, listened) = (connect.clone(), channel.clone());
+        tokio::spawn(keep_listening(changes, channel.clone(), move |changes| {
+            let (connect, channel) = (connect.clone(), listened.clone());
+            async move { listen_once(&connect, &channel, &changes).await }
+        }));
     }))
-}
-
-async fn listen(config: tokio_postgres::Config, channel: String, changes: Weak<Changes>) {
-    let Some(stopped) = changes.upgrade().map(|c| c.stopped()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            () = stopped.notified() => return,
-            error = listen_once(&config, &channel, &changes) => {
-                let Some(changes) = changes.upgrade() else { return };
-                // Whatever was sent while the connection was down is lost: everyone reads
-                // the store again.
-                changes.resync();
-                tracing::warn!(error = %error, channel, "listening for changes failed; connecting again");
-            }
-        }
-        tokio::time::sleep(RECONNECT_AFTER).await;
-    }
 }
 
 /// Listens until the connection fails; returns why.

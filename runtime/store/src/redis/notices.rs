@@ -2,16 +2,13 @@
 //! pub/sub connection per process that listens (see [`crate::Changes`]).
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
 use futures_util::StreamExt;
 
 use super::{BACKEND, client, redis_error};
+use crate::changes::keep_listening;
 use crate::{Changes, RedisConfig, StoreError};
-
-/// How long a listener waits before connecting again after its connection broke.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// The channel of the processes sharing `config`'s prefix.
 pub(crate) fn channel(config: &RedisConfig) -> String {
@@ -42,25 +39,12 @@ pub(crate) fn send(conn: &ConnectionManager, channel: &str, messages: Vec<String
 pub(crate) fn changes(config: &RedisConfig, channel: String) -> Result<Arc<Changes>, StoreError> {
     let client = client(config)?;
     Ok(Changes::shared(move |changes| {
-        tokio::spawn(listen(client.clone(), channel.clone(), changes));
+        let (client, listened) = (client.clone(), channel.clone());
+        tokio::spawn(keep_listening(changes, channel.clone(), move |changes| {
+            let (client, channel) = (client.clone(), listened.clone());
+            async move { listen_once(&client, &channel, &changes).await }
+        }));
     }))
-}
-
-async fn listen(client: ::redis::Client, channel: String, changes: Weak<Changes>) {
-    let Some(stopped) = changes.upgrade().map(|c| c.stopped()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            () = stopped.notified() => return,
-            error = listen_once(&client, &channel, &changes) => {
-                let Some(changes) = changes.upgrade() else { return };
-                changes.resync();
-                tracing::warn!(%error, channel, "listening for changes failed; connecting again");
-            }
-        }
-        tokio::time::sleep(RECONNECT_AFTER).await;
-    }
 }
 
 /// Listens until the connection fails; returns why.
