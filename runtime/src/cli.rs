@@ -115,6 +115,18 @@ pub(crate) enum Command {
         /// stopped at their last checkpoint.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
+        /// How long an execution's lease lasts without renewal: after a crash (or a
+        /// partition) other servers take the execution over once it has run out.
+        #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+        lease: std::time::Duration,
+        /// How often a server renews the leases of the executions it drives; shorter than
+        /// `--lease`, so that a renewal or two may fail without losing them.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        lease_renewal: std::time::Duration,
+        /// How often a server looks for executions to take over (leases that ran out, or
+        /// were handed over by a server shutting down).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        sweep_every: std::time::Duration,
         /// Largest component upload, in bytes.
         #[arg(long, default_value_t = 32 * 1024 * 1024)]
         max_component_bytes: usize,

@@ -10,8 +10,8 @@ use clap::Parser;
 use orca_runtime::definition::{DefinitionSet, LoadError, Source};
 use orca_runtime::engine::Status;
 use orca_runtime::metrics::Metrics;
-use orca_runtime::runner::RunError;
 use orca_runtime::runner::launch::{self, Launch, LaunchSettings};
+use orca_runtime::runner::{LeaseSettings, RunError};
 use orca_runtime::store::kv::KvStore;
 use orca_runtime::store::{self, ExecutionStore, ListFilter, StoreConfig, StoreError};
 use orca_runtime::wasm::bind_components;
@@ -188,6 +188,9 @@ async fn execute(command: Command) -> Result<u8, Failure> {
             listen,
             admin_token,
             grace,
+            lease,
+            lease_renewal,
+            sweep_every,
             max_component_bytes,
             max_running_per_tenant,
             max_call_memory_bytes,
@@ -207,13 +210,26 @@ async fn execute(command: Command) -> Result<u8, Failure> {
                 egress_ceiling: (!allow_egress.is_empty()).then_some(allow_egress),
                 metrics_token_sha256: metrics_token.as_deref().map(server::sha256_hex),
                 metrics_elsewhere: metrics_listen.is_some(),
+                sweep_every,
                 ..server::ServerConfig::default()
             };
             let listen = Listen {
                 api: listen,
                 metrics: metrics_listen,
             };
-            serve(&listen, config, grace, max_body_bytes, store).await
+            if lease_renewal >= lease || sweep_every.is_zero() {
+                return Err(Failure::BadInput(format!(
+                    "--lease-renewal ({}) must be shorter than --lease ({}), and --sweep-every \
+                     more than 0",
+                    humantime::format_duration(lease_renewal),
+                    humantime::format_duration(lease)
+                )));
+            }
+            let lease = LeaseSettings {
+                duration: lease,
+                renew_every: lease_renewal,
+            };
+            serve(&listen, config, grace, lease, max_body_bytes, store).await
         }
         Command::Apply { files, client } => client::Client::new(client)?.apply(&files).await,
         Command::Components {

@@ -8,7 +8,7 @@ use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::invoke::{Dispatcher, Invoker};
 use orca_runtime::metrics::{Metered, Metrics};
 use orca_runtime::progress::{Both, StderrProgress};
-use orca_runtime::runner::Runner;
+use orca_runtime::runner::{LeaseSettings, Runner};
 use orca_runtime::server;
 use orca_runtime::store::kv::KvStore;
 use orca_runtime::store::{self, ExecutionStore, StoreConfig};
@@ -86,6 +86,7 @@ pub(crate) async fn serve(
     listen: &Listen,
     config: server::ServerConfig,
     grace: std::time::Duration,
+    lease: LeaseSettings,
     max_body_bytes: usize,
     store: StoreArgs,
 ) -> Result<u8, Failure> {
@@ -124,6 +125,7 @@ pub(crate) async fn serve(
         wasm,
         metrics,
     } = host((executions.clone(), kv), max_body_bytes, false)?;
+    let runner = runner.with_lease(lease);
     let app = server::App::new(config, tenants, executions.clone(), runner, wasm, metrics);
     let listener = bind(&listen.api, "--listen").await?;
     let metrics = match &listen.metrics {

@@ -95,8 +95,10 @@ impl Runner {
                             if unsaved.take().is_some() {
                                 self.write(record, &mut stored, false).await?;
                             }
-                            if let Stored::Leased(lease) = &stored {
-                                self.release(&record.execution.id, lease.fence()).await;
+                            if let Stored::Leased(lease) =
+                                std::mem::replace(&mut stored, Stored::NotYet)
+                            {
+                                self.hand_over(&record.execution.id, lease).await;
                             }
                             return Err(RunError::Stopped {
                                 id: record.execution.id.to_string(),

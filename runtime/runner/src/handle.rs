@@ -13,7 +13,7 @@ use super::RunError;
 pub enum Control {
     /// Cancel the execution (see [`Execution::cancel`]): it compensates and ends `cancelled`.
     Cancel(String),
-    /// Stop driving at the last checkpoint and release the lease (process shutdown).
+    /// Stop driving at the last checkpoint and hand the lease over (process shutdown).
     Stop,
 }
 

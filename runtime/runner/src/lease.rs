@@ -29,10 +29,12 @@ pub struct LeaseSettings {
 }
 
 impl Default for LeaseSettings {
+    /// A process that dies is taken over within about 8 s (plus the sweep's interval, see
+    /// `orca serve --sweep-every`); three renewals in a row can fail before the lease is lost.
     fn default() -> Self {
         LeaseSettings {
-            duration: Duration::from_secs(30),
-            renew_every: Duration::from_secs(10),
+            duration: Duration::from_secs(8),
+            renew_every: Duration::from_secs(2),
         }
     }
 }
@@ -257,6 +259,18 @@ impl Runner {
     /// Keeps the lease on `id` renewed until the returned guard is dropped.
     pub(super) fn keep(&self, id: Arc<str>, fence: Fence, until: u64) -> HeldLease {
         self.leases.hold(self, id, fence, until)
+    }
+
+    /// Hands the execution over to whichever process sweeps next (a shutdown): the lease
+    /// expires now, so every process sharing the store takes it as it takes over from one
+    /// that died, without waiting for the lease to run out. Renewals stop first; a failure,
+    /// or a renewal already on its way, only delays the takeover until the lease runs out.
+    pub(super) async fn hand_over(&self, id: &str, lease: HeldLease) {
+        let fence = lease.fence();
+        drop(lease);
+        if let Err(error) = self.store.renew(id, fence, self.clock.now_ms()).await {
+            tracing::warn!(execution = id, %error, "could not hand the lease over");
+        }
     }
 
     /// Gives the lease up; a failure only delays a future takeover until the lease expires.

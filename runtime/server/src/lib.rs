@@ -39,7 +39,6 @@ use orca_metrics::Metrics;
 use orca_runner::Runner;
 use orca_store::ExecutionStore;
 use orca_wasm::WasmHost;
-use supervisor::SWEEP_EVERY;
 
 /// The server's settings.
 #[derive(Debug, Clone)]
@@ -66,6 +65,9 @@ pub struct ServerConfig {
     /// `/metrics` is served on a listener of its own (`--metrics-listen`), without a token,
     /// and not on the API's.
     pub metrics_elsewhere: bool,
+    /// How often the server looks for executions to take over: those whose lease expired
+    /// (their process died or stopped) on any server sharing the store.
+    pub sweep_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +84,7 @@ impl Default for ServerConfig {
             egress_ceiling: None,
             metrics_token_sha256: None,
             metrics_elsewhere: false,
+            sweep_every: Duration::from_secs(1),
         }
     }
 }
@@ -160,7 +163,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(async move {
         recovering.recover().await;
         loop {
-            tokio::time::sleep(SWEEP_EVERY).await;
+            tokio::time::sleep(recovering.config.sweep_every).await;
             recovering.recover_expired().await;
         }
     });

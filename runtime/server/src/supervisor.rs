@@ -181,10 +181,6 @@ impl App {
     }
 }
 
-/// How often a serving process looks for executions whose lease expired. Well under the
-/// lease's 30 s, so an execution whose owner died waits at most about a lease and this.
-pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(10);
-
 /// Executions taken over per claim: one statement claims a batch, and their first saves
 /// share commits.
 const RECOVERY_BATCH: usize = 1_000;

@@ -106,3 +106,71 @@ fn a_new_version_applied_anywhere_replaces_the_cached_plan_but_not_a_running_exe
         assert_eq!(first["output"]["fetch"]["v"], 1, "{backend:?}: {first}");
     }
 }
+
+/// A server stopped with SIGTERM hands the executions it still drives over: another server
+/// sharing the store takes them over at its next sweep, without a restart of the first.
+#[test]
+fn a_server_stopped_with_sigterm_hands_its_executions_to_another() {
+    for backend in SHARED {
+        let store = Store::new(backend);
+        let mock = Mock::start();
+        let gate = Gate::new();
+        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
+        let mut a = Server::launch_on_with(&store, &["--grace", "0s"]);
+        let b = Server::launch_on(&store);
+        let token = a.tenant("alpha");
+        a.apply(&token, &workflow("orders"));
+        let (status, started) = a.start(&token, "", "orders", &mock.url);
+        assert_eq!(status, 202, "{backend:?}: {started}");
+        let id = started["id"].as_str().unwrap().to_string();
+        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
+        a.terminate();
+        gate.release();
+        let (status, done) = b.call("GET", &format!("/v1/executions/{id}?wait=30s"), &token, "");
+        assert_eq!(status, 200, "{backend:?}: {done}");
+        assert_eq!(done["status"], "completed", "{backend:?}: {done}");
+        // B sent the call again, with the same key.
+        let calls = mock.requests_to("/orders/7");
+        assert!(calls.len() >= 2, "{backend:?}: {calls:?}");
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.idempotency_key == calls[0].idempotency_key)
+        );
+    }
+}
+
+/// A server killed outright (SIGKILL) loses its executions to another server sharing the
+/// store within 10 s with the default lease settings: once its lease runs out, the other's
+/// sweep takes the execution over and sends the call again. The two run on one host, but the
+/// sweep does not use the same-host shortcut (a dead pid): only the lease decides.
+#[test]
+fn a_killed_servers_executions_are_taken_over_within_ten_seconds() {
+    for backend in SHARED {
+        let store = Store::new(backend);
+        let mock = Mock::start();
+        let gate = Gate::new();
+        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
+        let mut a = Server::launch_on(&store);
+        let b = Server::launch_on(&store);
+        let token = a.tenant("alpha");
+        a.apply(&token, &workflow("orders"));
+        let (status, started) = a.start(&token, "", "orders", &mock.url);
+        assert_eq!(status, 202, "{backend:?}: {started}");
+        let id = started["id"].as_str().unwrap().to_string();
+        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
+        a.child.kill().unwrap();
+        a.child.wait().unwrap();
+        let killed = std::time::Instant::now();
+        assert!(
+            mock.wait_until(Duration::from_secs(10), |r| r.len() >= 2),
+            "{backend:?}: not taken over within 10 s of the kill"
+        );
+        let taken_over = killed.elapsed();
+        gate.release();
+        let (status, done) = b.call("GET", &format!("/v1/executions/{id}?wait=30s"), &token, "");
+        assert_eq!(status, 200, "{backend:?}: {done}");
+        assert_eq!(done["status"], "completed", "{backend:?}: {done}");
+        eprintln!("{backend:?}: taken over {taken_over:?} after the kill");
+    }
+}

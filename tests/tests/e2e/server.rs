@@ -64,8 +64,34 @@ impl Server {
 
     /// One of several servers sharing `store`.
     pub fn launch_on(store: &crate::durable::Store) -> Server {
-        let args: Vec<String> = Server::args(&[]).into_iter().map(String::from).collect();
-        Server::spawn(store.command(&args), &[])
+        Server::launch_on_with(store, &[])
+    }
+
+    pub fn launch_on_with(store: &crate::durable::Store, extra: &[&str]) -> Server {
+        let args: Vec<String> = Server::args(extra).into_iter().map(String::from).collect();
+        Server::spawn(store.command(&args), extra)
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "orca serve did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(exit.success(), "{exit:?}");
     }
 
     fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -268,24 +294,7 @@ fn sigterm_drains_and_a_restarted_server_finishes_the_work() {
         assert!(Instant::now() < deadline, "the call never arrived");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = server.child.id().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "orca serve did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(exit.success(), "{exit:?}");
+    server.terminate();
     gate.release();
 
     let server = Server::launch(&orca);
