@@ -208,21 +208,35 @@ async fn renew_forever(
     }
 }
 
+/// Whether a claim may take an execution from an owner that is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claiming {
+    /// Only a free lease, an expired one, or one whose owner died on this host.
+    Free,
+    /// From whoever holds it: to cancel an execution another process drives.
+    Away,
+}
+
 impl Runner {
-    /// Takes the lease on `id`; returns the fence and the lease's end.
-    pub(super) async fn claim(&self, id: &str) -> Result<(Fence, u64), RunError> {
+    /// Takes the lease on `id`; returns the fence and the lease's end. `Claiming::Away`
+    /// takes it from a live owner too, which the fence then stops at its next write.
+    pub(super) async fn claim(&self, id: &str, how: Claiming) -> Result<(Fence, u64), RunError> {
         let now = self.clock.now_ms();
         let take_over = match self.store.lease(id).await? {
             Some(lease) if !lease.expired_at(now) && lease.owner != self.owner => {
-                if !owner_is_dead_locally(&lease.owner) {
+                if how == Claiming::Away {
+                    tracing::info!(execution = id, owner = %lease.owner, "taking over from a live owner");
+                    Some(lease.fence)
+                } else if !owner_is_dead_locally(&lease.owner) {
                     return Err(RunError::Leased {
                         id: id.to_string(),
                         owner: lease.owner,
                         until_ms: lease.until_ms,
                     });
+                } else {
+                    tracing::info!(execution = id, owner = %lease.owner, "taking over from a dead owner");
+                    Some(lease.fence)
                 }
-                tracing::info!(execution = id, owner = %lease.owner, "taking over from a dead owner");
-                Some(lease.fence)
             }
             _ => None,
         };

@@ -24,7 +24,7 @@ mod record;
 pub use checkpoint::CHECKPOINT_LAG;
 use checkpoint::Stored;
 pub use handle::{Control, Handle};
-pub use lease::LeaseSettings;
+pub use lease::{Claiming, LeaseSettings};
 pub use record::{ExecutionRecord, Sources, WorkflowSource, tenant_of};
 
 use std::collections::BTreeMap;
@@ -218,13 +218,30 @@ impl Runner {
     /// [`Runner::resume`] on a background task. `control` messages queued before the
     /// execution is claimed (a cancel) are applied as soon as it is.
     pub fn resume_in_background(&self, id: &str, services: BTreeMap<String, String>) -> Handle {
+        self.claim_in_background(id, services, Claiming::Free)
+    }
+
+    /// Takes the execution from whoever drives it, alive or not, and drives it here: to
+    /// cancel, from any process, an execution another one drives. The other is fenced out
+    /// at its next write or renewal; a call it has in flight is sent again from here, with
+    /// the same idempotency key.
+    pub fn take_in_background(&self, id: &str) -> Handle {
+        self.claim_in_background(id, BTreeMap::new(), Claiming::Away)
+    }
+
+    fn claim_in_background(
+        &self,
+        id: &str,
+        services: BTreeMap<String, String>,
+        how: Claiming,
+    ) -> Handle {
         let owned = id.to_string();
         self.in_background(
             id.to_string(),
             String::new(),
             move |runner, mut inbox| async move {
                 runner
-                    .resume_with(&owned, &services, Some(&mut inbox))
+                    .resume_with(&owned, &services, how, Some(&mut inbox))
                     .await
             },
         )
@@ -344,19 +361,20 @@ impl Runner {
         id: &str,
         services: &BTreeMap<String, String>,
     ) -> Result<Execution, RunError> {
-        self.resume_with(id, services, None).await
+        self.resume_with(id, services, Claiming::Free, None).await
     }
 
     async fn resume_with(
         &self,
         id: &str,
         services: &BTreeMap<String, String>,
+        how: Claiming,
         inbox: Option<&mut mpsc::UnboundedReceiver<Control>>,
     ) -> Result<Execution, RunError> {
         // A finished execution or a definition that no longer loads is reported before the
         // lease is taken.
         self.load_resumable(id).await?;
-        let (fence, until) = self.claim(id).await?;
+        let (fence, until) = self.claim(id, how).await?;
         self.resume_claimed(id, fence, until, None, services, inbox)
             .await
     }

@@ -252,7 +252,9 @@ pub(super) async fn list(
 }
 
 /// Stops the execution and compensates what it completed. Delivered into the drive loop when
-/// this process drives it; otherwise the execution is claimed, cancelled and driven here.
+/// this process drives it; otherwise the execution is taken over (from whichever process
+/// drives it: the fence stops that one), cancelled and driven here, so a cancel works on any
+/// server sharing the store.
 pub(super) async fn cancel(
     Tenant(tenant): Tenant,
     State(app): State<App>,
@@ -267,8 +269,7 @@ pub(super) async fn cancel(
         )));
     }
     if !app.cancel_driven(&id, REASON) {
-        ensure_claimable(&app, &id).await?;
-        let handle = app.runner.resume_in_background(&id, BTreeMap::new());
+        let handle = app.runner.take_in_background(&id);
         handle.cancel(REASON);
         app.track(&tenant, handle);
     }

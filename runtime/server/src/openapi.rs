@@ -206,9 +206,9 @@ pub fn document() -> Value {
                         "400": error("bad Last-Event-ID"), "404": error("unknown") } }))
             },
             "/v1/executions/{id}/cancel": {
-                "post": tenant_op("Cancel: stop and compensate", json!({ "parameters": [path_param("id")],
+                "post": tenant_op("Cancel: stop and compensate, whichever server drives it", json!({ "parameters": [path_param("id")],
                     "responses": { "202": ok("cancelling", "Accepted"), "404": error("unknown"),
-                        "409": error("already final, or driven by another live process") } }))
+                        "409": error("already final") } }))
             },
             "/v1/executions/{id}/resume": {
                 "post": tenant_op("Resume a running execution nobody drives", json!({ "parameters": [path_param("id")],
