@@ -13,30 +13,66 @@ use crate::support::{Gate, Mock, Reply};
 
 const SHARED: [Backend; 2] = [Backend::Postgres, Backend::RedisPersisted];
 
+/// Two servers on one store, and an execution of `orders` that A started and whose call is
+/// held by `gate` (it has reached the service).
+struct Held {
+    _store: Store,
+    mock: Mock,
+    gate: Gate,
+    a: Server,
+    b: Server,
+    token: String,
+    id: String,
+}
+
+impl Held {
+    /// `a_flags`: more flags for A's `orca serve`.
+    fn on(backend: Backend, a_flags: &[&str]) -> Self {
+        let store = Store::new(backend);
+        let mock = Mock::start();
+        let gate = Gate::new();
+        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
+        let a = Server::launch_on_with(&store, a_flags);
+        let b = Server::launch_on(&store);
+        let token = a.tenant("alpha");
+        a.apply(&token, &workflow("orders"));
+        let (status, started) = a.start(&token, "", "orders", &mock.url);
+        assert_eq!(status, 202, "{backend:?}: {started}");
+        let id = started["id"].as_str().unwrap().to_string();
+        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
+        Held {
+            _store: store,
+            mock,
+            gate,
+            a,
+            b,
+            token,
+            id,
+        }
+    }
+
+    /// `GET /v1/executions/ID?wait=30s` on `server`.
+    fn wait_on(&self, server: &Server) -> (u16, serde_json::Value) {
+        let path = format!("/v1/executions/{}?wait=30s", self.id);
+        server.call("GET", &path, &self.token, "")
+    }
+}
+
 /// A client waiting on B (`GET /v1/executions/ID?wait=`) for an execution A drives is
 /// answered when it finishes, and B's event stream of it follows it to its end: the changes
 /// travel through the store's notification channel.
 #[test]
 fn a_waiter_on_one_server_is_woken_by_a_finish_on_another() {
     for backend in SHARED {
-        let store = Store::new(backend);
-        let mock = Mock::start();
-        let gate = Gate::new();
-        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
-        let a = Server::launch_on(&store);
-        let b = Server::launch_on(&store);
-        let token = a.tenant("alpha");
-        a.apply(&token, &workflow("orders"));
-
-        let (status, started) = a.start(&token, "", "orders", &mock.url);
-        assert_eq!(status, 202, "{backend:?}: {started}");
-        let id = started["id"].as_str().unwrap().to_string();
+        let held = Held::on(backend, &[]);
+        let (b, token, id) = (&held.b, &held.token, &held.id);
         std::thread::scope(|scope| {
             let waiter =
-                scope.spawn(|| b.call("GET", &format!("/v1/executions/{id}?wait=50s"), &token, ""));
-            let stream = scope.spawn(|| event_stream(&b.addr, &token, &id, None));
-            assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
-            gate.release();
+                scope.spawn(|| b.call("GET", &format!("/v1/executions/{id}?wait=50s"), token, ""));
+            let stream = scope.spawn(|| event_stream(&b.addr, token, id, None));
+            // Both have asked before the call answers (or at worst read the end).
+            std::thread::sleep(Duration::from_millis(200));
+            held.gate.release();
             let (status, done) = waiter.join().unwrap();
             assert_eq!(status, 200, "{backend:?}: {done}");
             // Had B not heard of the finish, it would answer after 50 s with `running`.
@@ -112,25 +148,14 @@ fn a_new_version_applied_anywhere_replaces_the_cached_plan_but_not_a_running_exe
 #[test]
 fn a_server_stopped_with_sigterm_hands_its_executions_to_another() {
     for backend in SHARED {
-        let store = Store::new(backend);
-        let mock = Mock::start();
-        let gate = Gate::new();
-        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
-        let mut a = Server::launch_on_with(&store, &["--grace", "0s"]);
-        let b = Server::launch_on(&store);
-        let token = a.tenant("alpha");
-        a.apply(&token, &workflow("orders"));
-        let (status, started) = a.start(&token, "", "orders", &mock.url);
-        assert_eq!(status, 202, "{backend:?}: {started}");
-        let id = started["id"].as_str().unwrap().to_string();
-        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
-        a.terminate();
-        gate.release();
-        let (status, done) = b.call("GET", &format!("/v1/executions/{id}?wait=30s"), &token, "");
+        let mut held = Held::on(backend, &["--grace", "0s"]);
+        held.a.terminate();
+        held.gate.release();
+        let (status, done) = held.wait_on(&held.b);
         assert_eq!(status, 200, "{backend:?}: {done}");
         assert_eq!(done["status"], "completed", "{backend:?}: {done}");
         // B sent the call again, with the same key.
-        let calls = mock.requests_to("/orders/7");
+        let calls = held.mock.requests_to("/orders/7");
         assert!(calls.len() >= 2, "{backend:?}: {calls:?}");
         assert!(
             calls
@@ -147,28 +172,18 @@ fn a_server_stopped_with_sigterm_hands_its_executions_to_another() {
 #[test]
 fn a_killed_servers_executions_are_taken_over_within_ten_seconds() {
     for backend in SHARED {
-        let store = Store::new(backend);
-        let mock = Mock::start();
-        let gate = Gate::new();
-        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
-        let mut a = Server::launch_on(&store);
-        let b = Server::launch_on(&store);
-        let token = a.tenant("alpha");
-        a.apply(&token, &workflow("orders"));
-        let (status, started) = a.start(&token, "", "orders", &mock.url);
-        assert_eq!(status, 202, "{backend:?}: {started}");
-        let id = started["id"].as_str().unwrap().to_string();
-        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
-        a.child.kill().unwrap();
-        a.child.wait().unwrap();
+        let mut held = Held::on(backend, &[]);
+        held.a.child.kill().unwrap();
+        held.a.child.wait().unwrap();
         let killed = std::time::Instant::now();
         assert!(
-            mock.wait_until(Duration::from_secs(10), |r| r.len() >= 2),
+            held.mock
+                .wait_until(Duration::from_secs(10), |r| r.len() >= 2),
             "{backend:?}: not taken over within 10 s of the kill"
         );
         let taken_over = killed.elapsed();
-        gate.release();
-        let (status, done) = b.call("GET", &format!("/v1/executions/{id}?wait=30s"), &token, "");
+        held.gate.release();
+        let (status, done) = held.wait_on(&held.b);
         assert_eq!(status, 200, "{backend:?}: {done}");
         assert_eq!(done["status"], "completed", "{backend:?}: {done}");
         eprintln!("{backend:?}: taken over {taken_over:?} after the kill");
@@ -180,31 +195,24 @@ fn a_killed_servers_executions_are_taken_over_within_ten_seconds() {
 #[test]
 fn a_cancel_sent_to_another_server_cancels_the_execution() {
     for backend in SHARED {
-        let store = Store::new(backend);
-        let mock = Mock::start();
-        let gate = Gate::new();
-        mock.on("/orders/7", Reply::json(json!({"amount": 1})).gate(&gate));
-        let a = Server::launch_on(&store);
-        let b = Server::launch_on(&store);
-        let token = a.tenant("alpha");
-        a.apply(&token, &workflow("orders"));
-        let (status, started) = a.start(&token, "", "orders", &mock.url);
-        assert_eq!(status, 202, "{backend:?}: {started}");
-        let id = started["id"].as_str().unwrap().to_string();
-        assert!(mock.wait_until(Duration::from_secs(10), |r| !r.is_empty()));
-        let (status, body) = b.call("POST", &format!("/v1/executions/{id}/cancel"), &token, "");
+        let held = Held::on(backend, &[]);
+        let cancel = format!("/v1/executions/{}/cancel", held.id);
+        let (status, body) = held.b.call("POST", &cancel, &held.token, "");
         assert_eq!(status, 202, "{backend:?}: {body}");
         // B has taken it over once it sends the call in flight again (the same key): only
         // then may the call answer, or A would complete the execution first.
-        assert!(mock.wait_until(Duration::from_secs(10), |r| r.len() >= 2));
-        gate.release();
-        let (status, done) = a.call("GET", &format!("/v1/executions/{id}?wait=30s"), &token, "");
+        assert!(
+            held.mock
+                .wait_until(Duration::from_secs(10), |r| r.len() >= 2)
+        );
+        held.gate.release();
+        let (status, done) = held.wait_on(&held.a);
         assert_eq!(status, 200, "{backend:?}: {done}");
         assert_eq!(done["status"], "cancelled", "{backend:?}: {done}");
         // Cancelled once is final: B, whose store wrote the end, refuses another cancel.
         // (A may still read a Redis copy of the running execution for a while: see the
         // layered store's notes on copies read by other processes.)
-        let (status, body) = b.call("POST", &format!("/v1/executions/{id}/cancel"), &token, "");
+        let (status, body) = held.b.call("POST", &cancel, &held.token, "");
         assert_eq!(status, 409, "{backend:?}: {body}");
     }
 }
