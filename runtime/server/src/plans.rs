@@ -3,11 +3,11 @@
 //!
 //! An entry holds what starting needs (the plan, the definitions an execution keeps for
 //! resuming, the components bound) and watches for the changes that would make it wrong
-//! (see [`TenantStore::changes`]): a new version or the deletion of its workflow, and any
-//! change to what every workflow of the tenant may use (services, components,
-//! configuration). The watches are registered before the definitions are read, so a change
-//! that lands while an entry is being made leaves it already stale, and the next start
-//! makes it again. Other processes sharing the store tell this one of their changes the
+//! (see [`orca_store::tenants::TenantStore::changes`]): a new version or the deletion of
+//! its workflow, and any change to what every workflow of the tenant may use (services,
+//! components, configuration). The watches are registered before the definitions are read,
+//! so a change that lands while an entry is being made leaves it already stale, and the next
+//! start makes it again. Other processes sharing the store tell this one of their changes the
 //! same way. A running execution keeps the definitions it started with whatever happens
 //! here: they are in its record.
 

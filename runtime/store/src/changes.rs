@@ -3,7 +3,7 @@
 //!
 //! Every store announces its own writes here once they are durable. A store that several
 //! processes share also carries the announcements between them: PostgreSQL through
-//! `LISTEN`/`NOTIFY`, Redis through pub/sub (see [`Feed`]). A process only pays for what it
+//! `LISTEN`/`NOTIFY`, Redis through pub/sub (`notices.rs` of each). A process only pays for what it
 //! watches: an announcement for a key nobody here watches is one map lookup.
 //!
 //! A watcher never misses a change that lands between its read of the store and its wait:
@@ -70,9 +70,7 @@ impl Changes {
     /// Announcements of this process and, once something is watched, of the others that
     /// `start` listens to. `start` is called once, with a handle that stops working when the
     /// store is dropped; see [`Self::stopped`].
-    pub(crate) fn shared(
-        start: impl Fn(std::sync::Weak<Changes>) + Send + Sync + 'static,
-    ) -> Arc<Self> {
+    pub(crate) fn shared(start: impl Fn(Weak<Changes>) + Send + Sync + 'static) -> Arc<Self> {
         let changes = Self::local();
         let _ = changes.feed.set(Box::new(start));
         changes
