@@ -11,6 +11,10 @@ use orca_store::{self, Fence, RecordBody, StoreError, StoredExecution, Write};
 use super::lease::HeldLease;
 use super::{ExecutionRecord, RunError, Runner};
 
+/// The wait before a failed save is sent again, doubled each time up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(2);
+
 impl Runner {
     /// Writes the record where `stored` says; `release` (the execution is final) also gives
     /// the lease up in the same commit. The first write of a [`Stored::NotYet`] execution
@@ -42,24 +46,47 @@ impl Runner {
         Ok(())
     }
 
+    /// Saves the record under `fence`. A store that fails (a lost connection, a database
+    /// failing over) is tried again with backoff for as long as the lease lasts, so an outage
+    /// shorter than that only stalls the execution; after it, another process may have taken
+    /// the execution over, and this one gives it up. Saving the same record twice under the
+    /// same fence is harmless, so a write whose answer was lost can be sent again.
     pub(crate) async fn write_record(
         &self,
         record: &ExecutionRecord,
         fence: Fence,
         release: bool,
     ) -> Result<(), RunError> {
-        let save = Write::Save {
-            execution: self.stored(record)?,
-            fence,
-            release,
-        };
-        match orca_store::write_one(&*self.store, save).await {
-            Ok(_) => Ok(()),
-            Err(error @ StoreError::Fenced { .. }) => Err(RunError::LeaseLost {
-                id: record.execution.id.to_string(),
-                reason: error.to_string(),
-            }),
-            Err(error) => Err(error.into()),
+        let given_up_at = tokio::time::Instant::now() + self.lease.duration;
+        let mut delay = FIRST_RETRY;
+        loop {
+            let save = Write::Save {
+                execution: self.stored(record)?,
+                fence,
+                release,
+            };
+            match orca_store::write_one(&*self.store, save).await {
+                Ok(_) => return Ok(()),
+                Err(error @ StoreError::Fenced { .. }) => {
+                    return Err(RunError::LeaseLost {
+                        id: record.execution.id.to_string(),
+                        reason: error.to_string(),
+                    });
+                }
+                Err(error @ StoreError::Backend { .. })
+                    if tokio::time::Instant::now() + delay < given_up_at =>
+                {
+                    tracing::warn!(
+                        execution = %record.execution.id,
+                        %error,
+                        retry_in = ?delay,
+                        "could not save the execution; trying again"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LAST_RETRY);
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 

@@ -127,3 +127,4 @@ async fn stuck_execution(store: &Arc<MemoryStore>, owner: &str) -> (String, Arc<
 mod calls;
 mod checkpoints;
 mod leases;
+mod outages;
