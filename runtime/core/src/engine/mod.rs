@@ -7,6 +7,7 @@
 //! the actions out and persists the record after every step.
 
 mod attempts;
+mod completion;
 mod render;
 mod saga;
 mod state;
@@ -440,15 +441,6 @@ impl Execution {
         }
     }
 
-    fn skip(&mut self, plan: &Plan, i: NodeId, now_ms: u64) {
-        let ended = self.stamp();
-        let run = &mut *self.steps[i];
-        run.status = StepStatus::Skipped;
-        run.result = None;
-        run.end(now_ms, ended);
-        self.signal_next(plan, i, &plan.node(i).next);
-    }
-
     /// Does node `i`'s work, once its condition (if any) said yes.
     fn perform(
         &mut self,
@@ -547,51 +539,6 @@ impl Execution {
                 let results = Arc::new(Payload::from(Json::Array(results)));
                 self.complete_with(plan, i, Some(results), None, now_ms);
             }
-        }
-    }
-
-    fn complete(&mut self, plan: &Plan, i: NodeId, response: Option<Response>, now_ms: u64) {
-        match response {
-            Some(Response {
-                status,
-                headers,
-                body,
-            }) => {
-                let meta = ResponseMeta { status, headers };
-                self.complete_with(plan, i, Some(Arc::new(body)), Some(meta), now_ms);
-            }
-            None => self.complete_with(plan, i, None, None, now_ms),
-        }
-    }
-
-    fn complete_with(
-        &mut self,
-        plan: &Plan,
-        i: NodeId,
-        result: Option<Arc<Payload>>,
-        response: Option<ResponseMeta>,
-        now_ms: u64,
-    ) {
-        let ended = self.stamp();
-        let run = &mut *self.steps[i];
-        run.status = StepStatus::Completed;
-        run.result = result;
-        run.response = response;
-        run.end(now_ms, ended);
-        self.completion_order.push(i);
-        match self.steps[i].chosen {
-            Some(chosen) if matches!(plan.node(i).work, Work::Choice { .. }) => {
-                self.signal_next(plan, i, &[chosen]);
-            }
-            _ => self.signal_next(plan, i, &plan.node(i).next),
-        }
-    }
-
-    fn signal_next(&mut self, _plan: &Plan, from: NodeId, next: &[NodeId]) {
-        for &to in next {
-            let run = &mut *self.steps[to];
-            run.armed = true;
-            run.signals.push(from);
         }
     }
 
