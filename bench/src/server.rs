@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result, ensure};
 use orca_runtime::http::{HttpConfig, HttpInvoker};
 use orca_runtime::metrics::Metrics;
 use orca_runtime::runner::Runner;
-use orca_runtime::server::{self, App, ServerConfig, TenantStore};
+use orca_runtime::server::{self, App, ServerConfig};
 use orca_runtime::store::tenants::NewDefinition;
 use orca_runtime::store::{self, StoreConfig};
 use orca_runtime::wasm::{ComponentBlobs, HostServices, WasmHost};
@@ -163,15 +163,7 @@ pub(crate) async fn through_server(
 /// The server of `orca serve` on `config` (executions, tenants and component state in the
 /// same backend), and its runner for the in-process floor.
 async fn app(config: &StoreConfig, dir: &std::path::Path) -> Result<(App, Runner)> {
-    let tenants: Arc<dyn TenantStore> = match config {
-        StoreConfig::Sqlite(path) => Arc::new(server::SqliteTenants::open(path)?),
-        StoreConfig::Postgres(pg)
-        | StoreConfig::Redis {
-            persistence: Some(pg),
-            ..
-        } => Arc::new(server::PostgresTenants::open(pg).await?),
-        _ => anyhow::bail!("orca serve keeps its tenants in SQLite or PostgreSQL"),
-    };
+    let tenants = store::open_tenants(config).await?;
     let (executions, kv) = store::open_with_state(config).await?;
     let http = Arc::new(HttpInvoker::new(HttpConfig::default())?);
     let wasm = Arc::new(WasmHost::new(

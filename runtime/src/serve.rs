@@ -93,30 +93,9 @@ pub(crate) async fn serve(
     let env = |name: &str| std::env::var(name).ok();
     let store_config =
         StoreConfig::resolve(store.store.as_deref(), None, &env).map_err(store_failure)?;
-    let tenants: Arc<dyn server::TenantStore> = match &store_config {
-        StoreConfig::Memory => Arc::new(server::SqliteTenants::in_memory().map_err(store_failure)?),
-        StoreConfig::Sqlite(path) => {
-            Arc::new(server::SqliteTenants::open(path).map_err(store_failure)?)
-        }
-        StoreConfig::Postgres(pg)
-        | StoreConfig::Redis {
-            persistence: Some(pg),
-            ..
-        } => Arc::new(
-            server::PostgresTenants::open(pg)
-                .await
-                .map_err(store_failure)?,
-        ),
-        StoreConfig::Redis {
-            persistence: None, ..
-        } => {
-            return Err(Failure::BadInput(
-                "`orca serve` keeps tenants in SQLite or PostgreSQL: give the Redis store a \
-                 PostgreSQL persistence (`?persistence=postgresql`), or use another store"
-                    .into(),
-            ));
-        }
-    };
+    let tenants = store::open_tenants(&store_config)
+        .await
+        .map_err(store_failure)?;
     let (executions, kv) = store::open_with_state(&store_config)
         .await
         .map_err(store_failure)?;

@@ -24,6 +24,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::kv::{KvStore, MemoryKv};
+use super::tenants::{SqliteTenants, TenantStore};
+use super::tenants_pg::PostgresTenants;
 use super::{
     ExecutionStore, GroupCommit, LayeredStore, MemoryStore, PostgresStore, RedisStore, SqliteStore,
     StoreError,
@@ -230,6 +232,31 @@ pub async fn open_with_state(
             redis,
             persistence: Some(pg),
         } => grouped(LayeredStore::open(redis, pg).await?, POOLED_IN_FLIGHT),
+    })
+}
+
+/// Opens the server's tenant storage (tenants, tokens, definitions, component ownership)
+/// beside the executions of `config`: in the SQLite file, in PostgreSQL (also when it is a
+/// Redis store's persistence), or in a private in-memory database. A Redis store without
+/// persistence has nowhere to keep them.
+pub async fn open_tenants(config: &StoreConfig) -> Result<Arc<dyn TenantStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Memory => Arc::new(SqliteTenants::in_memory()?),
+        StoreConfig::Sqlite(path) => Arc::new(SqliteTenants::open(path)?),
+        StoreConfig::Postgres(pg)
+        | StoreConfig::Redis {
+            persistence: Some(pg),
+            ..
+        } => Arc::new(PostgresTenants::open(pg).await?),
+        StoreConfig::Redis {
+            persistence: None, ..
+        } => {
+            return Err(StoreError::Config(
+                "`orca serve` keeps tenants in SQLite or PostgreSQL: give the Redis store a \
+                 PostgreSQL persistence (`?persistence=postgresql`), or use another store"
+                    .into(),
+            ));
+        }
     })
 }
 

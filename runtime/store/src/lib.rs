@@ -46,7 +46,7 @@ mod testing;
 pub use self::changes::{Changes, Watch};
 pub use self::config::{
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TTL, ENV_POSTGRES_URL, ENV_REDIS_URL, Env, PostgresConfig,
-    RedisConfig, StoreConfig, open, open_with_state,
+    RedisConfig, StoreConfig, open, open_tenants, open_with_state,
 };
 pub use self::group::GroupCommit;
 pub use self::layered::LayeredStore;
