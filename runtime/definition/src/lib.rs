@@ -71,7 +71,8 @@ impl Kind {
         }
     }
 
-    fn parse(name: &str) -> Option<Kind> {
+    /// The kind `name` spells (as in `kind:` and [`Self::as_str`]), if any.
+    pub fn parse(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 

@@ -114,10 +114,6 @@ impl Plans {
     }
 }
 
-fn kind_of(name: &str) -> Option<Kind> {
-    Kind::ALL.into_iter().find(|k| k.as_str() == name)
-}
-
 /// Reads the workflow's version and the latest of everything it may refer to, compiles it,
 /// checks it against the server's limits and binds its components.
 async fn make(app: &App, tenant: &str, name: &str, version: Option<u32>) -> ApiResult<Ready> {
@@ -125,11 +121,11 @@ async fn make(app: &App, tenant: &str, name: &str, version: Option<u32>) -> ApiR
         .tenants
         .definition(tenant, name, version)
         .await?
-        .filter(|d| kind_of(&d.kind).is_some_and(Kind::is_workflow))
+        .filter(|d| Kind::parse(&d.kind).is_some_and(Kind::is_workflow))
         .ok_or_else(|| ApiError::NotFound(format!("no workflow `{name}`")))?;
     let mut sources = vec![source_of(&workflow)];
     for doc in app.tenants.definitions(tenant).await? {
-        let kind = kind_of(&doc.kind);
+        let kind = Kind::parse(&doc.kind);
         if doc.name != workflow.name
             && kind.is_some_and(|k| !k.is_workflow() && k != Kind::PrometheusRule)
         {

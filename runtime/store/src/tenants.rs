@@ -109,10 +109,7 @@ pub(crate) fn applied_keys(tenant: &str, documents: &[StoredDefinition]) -> Vec<
     let mut keys: Vec<String> = documents
         .iter()
         .map(|doc| {
-            let is_workflow = Kind::ALL
-                .into_iter()
-                .any(|kind| kind.as_str() == doc.kind && kind.is_workflow());
-            if is_workflow {
+            if Kind::parse(&doc.kind).is_some_and(Kind::is_workflow) {
                 workflow_key(tenant, &doc.name)
             } else {
                 shared_key(tenant)
@@ -293,7 +290,7 @@ impl TenantStore for SqliteTenants {
         documents: Vec<NewDefinition>,
         now_ms: u64,
     ) -> Result<Vec<StoredDefinition>, StoreError> {
-        let tenant_key = tenant.to_string();
+        let owner = tenant;
         let tenant = tenant.to_string();
         self.run(move |c| {
             let tx = c.transaction()?;
@@ -323,7 +320,7 @@ impl TenantStore for SqliteTenants {
             Ok(stored)
         })
         .await
-        .inspect(|stored| announce(&self.changes, applied_keys(&tenant_key, stored)))
+        .inspect(|stored| announce(&self.changes, applied_keys(owner, stored)))
     }
 
     async fn definitions(&self, tenant: &str) -> Result<Vec<StoredDefinition>, StoreError> {
@@ -377,7 +374,7 @@ impl TenantStore for SqliteTenants {
     }
 
     async fn put_component(&self, tenant: &str, meta: &ComponentMeta) -> Result<(), StoreError> {
-        let key = tenant.to_string();
+        let keys = vec![shared_key(tenant)];
         let (tenant, m) = (tenant.to_string(), meta.clone());
         self.run(move |c| {
             c.execute(
@@ -396,7 +393,7 @@ impl TenantStore for SqliteTenants {
             .map(|_| ())
         })
         .await
-        .inspect(|()| announce(&self.changes, vec![shared_key(&key)]))
+        .inspect(|()| announce(&self.changes, keys))
     }
 
     async fn components(&self, tenant: &str) -> Result<Vec<ComponentMeta>, StoreError> {
