@@ -13,7 +13,7 @@
 //! store again instead of waiting for a message that is gone.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Once, Weak};
 
 use tokio::sync::{Notify, watch};
 
@@ -28,8 +28,8 @@ pub struct Changes {
     watched: Mutex<HashMap<Arc<str>, Watched>>,
     /// Connects the shared channel when the first watcher registers: a process that never
     /// waits (`orca run`) opens no listening connection.
-    feed: OnceLock<Box<dyn Fn(Weak<Changes>) + Send + Sync>>,
-    feed_started: std::sync::Once,
+    feed: Option<Box<dyn Fn(Weak<Changes>) + Send + Sync>>,
+    feed_started: Once,
     /// Tells the listening task to stop when the store goes away.
     stopped: Arc<Notify>,
 }
@@ -39,10 +39,10 @@ struct Watched {
     watchers: usize,
 }
 
-/// What has been announced for one key since it was first watched.
+/// What has been announced for one key since it was first watched. Every announcement
+/// marks the watch channel changed, whatever it alters here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Seen {
-    changes: u64,
     finished: bool,
     resyncs: u64,
 }
@@ -58,28 +58,30 @@ impl std::fmt::Debug for Changes {
 impl Changes {
     /// Announcements of this process only (a store no other process shares).
     pub fn local() -> Arc<Self> {
-        Arc::new(Changes {
-            origin: uuid::Uuid::new_v4().simple().to_string(),
-            watched: Mutex::default(),
-            feed: OnceLock::new(),
-            feed_started: std::sync::Once::new(),
-            stopped: Arc::new(Notify::new()),
-        })
+        Self::with_feed(None)
     }
 
     /// Announcements of this process and, once something is watched, of the others that
     /// `start` listens to. `start` is called once, with a handle that stops working when the
     /// store is dropped; see [`Self::stopped`].
     pub(crate) fn shared(start: impl Fn(Weak<Changes>) + Send + Sync + 'static) -> Arc<Self> {
-        let changes = Self::local();
-        let _ = changes.feed.set(Box::new(start));
-        changes
+        Self::with_feed(Some(Box::new(start)))
+    }
+
+    fn with_feed(feed: Option<Box<dyn Fn(Weak<Changes>) + Send + Sync>>) -> Arc<Self> {
+        Arc::new(Changes {
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+            watched: Mutex::default(),
+            feed,
+            feed_started: Once::new(),
+            stopped: Arc::new(Notify::new()),
+        })
     }
 
     /// Registers interest in `key`; the returned [`Watch`] is woken by every announcement
     /// for it from now on.
     pub fn watch(self: &Arc<Self>, key: &str) -> Watch {
-        if let Some(start) = self.feed.get() {
+        if let Some(start) = &self.feed {
             self.feed_started.call_once(|| start(Arc::downgrade(self)));
         }
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
@@ -107,10 +109,7 @@ impl Changes {
     pub fn announce(&self, key: &str, finished: bool) {
         let watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = watched.get(key) {
-            entry.seen.send_modify(|seen| {
-                seen.changes += 1;
-                seen.finished |= finished;
-            });
+            entry.seen.send_modify(|seen| seen.finished |= finished);
         }
     }
 
